@@ -1,0 +1,1 @@
+"""Subcommand implementations; each module keeps its imports light (heavy ones inside functions)."""

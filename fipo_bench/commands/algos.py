@@ -1,0 +1,3 @@
+def algos():
+    """List registered algorithms and their hyperparameters."""
+    raise NotImplementedError("issue 2")
