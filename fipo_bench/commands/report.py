@@ -1,3 +1,36 @@
-def report():
-    """Write comparison tables and plots."""
-    raise NotImplementedError("issue 5")
+"""`fipo-bench report RESULTS_DIR`: write the comparison report and print its tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+
+def report(
+    results_dir: Path = typer.Argument(..., help="A results/<run> directory (holds <algo>-seed<k>/ runs)."),
+    baseline: str = typer.Option("dapo", help="Algorithm the others are compared against (paired)."),
+    out: Path | None = typer.Option(None, help="Output directory (default: RESULTS_DIR/report)."),
+) -> None:
+    """Write report.md, report.html, summary.csv and PNG plots comparing algorithms across seeds."""
+    from fipo_bench.report import all_tables, build_report, write_report_files
+
+    console = Console()
+    try:
+        rep = build_report(results_dir, baseline)
+        out_dir = write_report_files(rep, out if out is not None else results_dir / "report")
+    except (ValueError, FileNotFoundError) as e:
+        console.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    for table in all_tables(rep):
+        rich_table = RichTable(title=table.title, caption=table.caption, caption_justify="left")
+        for i, column in enumerate(table.columns):
+            rich_table.add_column(column, justify="left" if i == 0 else "right")
+        for row in table.rows:
+            rich_table.add_row(*row)
+        console.print(rich_table)
+    for note in rep.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    console.print(f"report written to {out_dir / 'report.html'}", highlight=False)
