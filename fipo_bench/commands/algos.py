@@ -1,3 +1,55 @@
-def algos():
-    """List registered algorithms and their hyperparameters."""
-    raise NotImplementedError("issue 2")
+"""`fipo-bench algos [NAME]`: the registered algorithms, each hyperparameter with its default and meaning."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def algos(
+    name: Annotated[str | None, typer.Argument(help="Show only this algorithm (e.g. fipo).")] = None,
+) -> None:
+    """List registered algorithms and their hyperparameters (defaults = published recipes)."""
+    from fipo_bench.registry import algorithm_class, list_algorithms  # imports torch
+
+    try:
+        names = [algorithm_class(name).name] if name is not None else list_algorithms()
+    except KeyError as error:
+        raise typer.BadParameter(error.args[0], param_hint="NAME") from None
+    console = Console()
+    for algorithm_name in names:
+        console.print(hyperparameter_table(algorithm_name, algorithm_class(algorithm_name)))
+
+
+def hyperparameter_table(name: str, cls: type) -> Table:
+    """Every init field of the dataclass `cls`: name, default, meaning and source (from its doc)."""
+    import dataclasses
+
+    summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+    table = Table(title=f"[bold]{name}[/bold]  {summary}", title_justify="left", show_lines=False)
+    table.add_column("hyperparameter", style="cyan", no_wrap=True)
+    table.add_column("default", style="green", no_wrap=True)
+    table.add_column("meaning")
+    table.add_column("source", style="dim")
+    for field in dataclasses.fields(cls):
+        if field.init:
+            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            meaning, source = _meaning_and_source(field.metadata.get("doc", ""))
+            table.add_row(field.name, _format_default(default), meaning, source)
+    return table
+
+
+def _format_default(value: Any) -> str:
+    if value is None:
+        return "None (off)"
+    return json.dumps(value) if isinstance(value, (bool, str)) else repr(value)
+
+
+def _meaning_and_source(doc: str) -> tuple[str, str]:
+    """A field's doc is "Meaning. Source..." (see algorithms.base.hyperparameter)."""
+    meaning, dot, source = doc.partition(". ")
+    return meaning + ("." if dot else ""), source

@@ -1,0 +1,125 @@
+"""The algorithm contract every trainer backend relies on.
+
+An algorithm is a frozen dataclass of hyperparameters (defaults = its published recipe; every field made
+with `hyperparameter(default, doc)` so `fipo-bench algos` can show its meaning and source) plus the
+methods below. Backends call only these methods, in this vocabulary:
+
+    rewards[N], group_ids[N]          one scalar reward per sampled response, and its prompt's group
+    logp, old_logp, ref_logp [N, T]   per-token log-probabilities of the response tokens under the
+                                      policy being trained, the rollout policy, the reference model
+    advantages [N] or [N, T]          sequence-level (broadcast over tokens) or per-token advantages
+    mask [N, T]                       1 on response tokens, 0 on padding
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from fipo_bench import ops
+
+
+def hyperparameter(default: Any, doc: str) -> Any:
+    """A dataclass field with its documentation: first sentence = meaning, then the source."""
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """Base class: subclasses implement `advantages` and `token_loss`, and override the rest as needed."""
+
+    name: ClassVar[str] = ""  # set by registry.register_algorithm
+
+    loss_agg: str = hyperparameter(
+        "token-mean", "How per-token losses are reduced: token-mean, seq-mean-token-mean, seq-mean-token-sum "
+        "or seq-mean-token-sum-norm (see fipo_bench.ops.aggregate).")
+    dynamic_sampling: bool = hyperparameter(
+        False, "Drop groups whose samples are all correct or all wrong, and generate more until the batch "
+        "is full. DAPO (Yu et al. 2025, arXiv 2503.14476) section 3.2.")
+
+    def __post_init__(self) -> None:
+        if self.loss_agg not in ops.AGGREGATION_MODES:
+            raise ValueError(f"{type(self).__name__}.loss_agg: expected one of "
+                             f"{', '.join(ops.AGGREGATION_MODES)}, got {self.loss_agg!r}")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every hyperparameter -> its value (JSON-serialisable)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether `token_loss` needs `ref_logp` (a KL term against a reference model)."""
+        return False
+
+    def advantages(self, rewards: Tensor, group_ids: Tensor) -> Tensor:
+        """Sequence-level advantages: rewards[N], group_ids[N] -> [N]."""
+        raise NotImplementedError
+
+    def shape_rewards(self, rewards: Tensor, response_lengths: Tensor, max_response_length: int) -> Tensor:
+        """Rewards after length shaping: rewards[N], response_lengths[N] (tokens) -> [N]. Default: as is."""
+        return rewards
+
+    def keep_group(self, group_scores: Tensor) -> bool:
+        """Whether a prompt's group of samples enters the batch. group_scores[G]: correctness (0/1) of each.
+
+        With dynamic sampling, a group whose samples are all right or all wrong has zero advantage
+        everywhere and is dropped.
+        """
+        if not self.dynamic_sampling:
+            return True
+        scores = torch.as_tensor(group_scores)
+        return bool(scores.numel() > 0 and (scores != scores.flatten()[0]).any())
+
+    def token_loss(
+        self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, ref_logp: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Per-token loss before aggregation.
+
+        Returns (token_loss[N, T] float32, 0 outside loss_mask; loss_mask[N, T] float32 = mask minus the
+        tokens the algorithm drops; metrics: name -> 0-dim tensor). Backends with their own token
+        normalisation (OpenRLHF) reduce these themselves; everyone else calls `policy_loss`.
+        """
+        raise NotImplementedError
+
+    def policy_loss(
+        self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, ref_logp: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        """The 0-dim loss to minimise (aggregated with `loss_agg`) and its metrics as floats."""
+        token_loss, loss_mask, metrics = self.token_loss(logp, old_logp, advantages, mask, ref_logp)
+        loss = ops.aggregate(token_loss, loss_mask, self.loss_agg)
+        if not metrics:
+            return loss, {}
+        values = torch.stack([value.detach().float() for value in metrics.values()]).tolist()  # one sync
+        return loss, dict(zip(metrics, values, strict=True))
+
+
+def as_token_inputs(
+    logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, ref_logp: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Validate shapes and return float32 logp, old_logp, advantages[N, T], bool mask[N, T], ref_logp.
+
+    Values outside the mask are replaced by 0 so padding garbage (inf/NaN) can reach neither the
+    loss nor its gradient.
+    """
+    if logp.dim() != 2:
+        raise ValueError(f"logp must be [N, T], got shape {tuple(logp.shape)}")
+    named = {"old_logp": old_logp, "mask": mask, "ref_logp": ref_logp}
+    for key, tensor in named.items():
+        if tensor is not None and tensor.shape != logp.shape:
+            raise ValueError(f"{key} must have logp's shape {tuple(logp.shape)}, got {tuple(tensor.shape)}")
+    if advantages.shape not in (logp.shape[:1], logp.shape):
+        raise ValueError(f"advantages must be [N] or [N, T] with [N, T] = {tuple(logp.shape)}, "
+                         f"got {tuple(advantages.shape)}")
+    keep = mask.bool()
+    zero = torch.zeros((), dtype=torch.float32, device=logp.device)
+
+    def clean(tensor: Tensor) -> Tensor:
+        return torch.where(keep, tensor.float(), zero)
+
+    if advantages.dim() == 1:
+        advantages = advantages[:, None].expand(logp.shape)
+    ref = None if ref_logp is None else clean(ref_logp)
+    return clean(logp), clean(old_logp), clean(advantages), keep, ref

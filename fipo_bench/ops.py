@@ -1,0 +1,140 @@
+"""Tensor ops shared by every algorithm: masked reductions, per-group statistics, loss aggregation and
+the linear-time discounted reverse scan behind FIPO's Future-KL.
+
+Conventions: `mask[N, T]` marks response tokens (bool or 0/1 float); values outside it are ignored even
+when they are inf/NaN. Aggregation modes follow verl's names (`loss_agg_mode`); "seq-mean-token-sum-norm"
+is Dr. GRPO's constant-length normalisation (Liu et al. 2025, arXiv 2503.20783).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+AGGREGATION_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+# The in-chunk scan multiplies by gamma^-i; chunks are sized so that factor stays <= 2^32, far from
+# float32's 2^128 limit and far enough from its subnormal range that small values keep their precision.
+_CHUNK_DYNAMIC_RANGE_LOG2 = 32.0
+
+
+def masked_sum(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Sum of `values` where `mask` is set (over `dim`, or everything)."""
+    kept = torch.where(mask.bool(), values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return kept.sum() if dim is None else kept.sum(dim)
+
+
+def masked_fractions(flags: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+    """Fraction of the `mask` tokens where each bool flag [N, T] is set (one reduction; 0 if empty)."""
+    mask = mask.bool()
+    counts = torch.count_nonzero(torch.stack(list(flags.values())) & mask, dim=(-2, -1))  # [K]
+    return dict(zip(flags, (counts / torch.count_nonzero(mask).clamp_min(1)).unbind(), strict=True))
+
+
+def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of `values` where `mask` is set; 0 where nothing is set."""
+    count = torch.count_nonzero(mask, dim=dim)
+    return masked_sum(values, mask, dim) / count.clamp_min(1)
+
+
+def group_mean_std(values: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased std of each sample's group, broadcast back to the samples.
+
+    values[N], group_ids[N] (any integer labels, groups need not be contiguous) -> (mean[N], std[N]).
+    A group of one has std 0.
+    """
+    if values.shape != group_ids.shape or values.dim() != 1:
+        raise ValueError(f"values and group_ids must both be [N]; got {tuple(values.shape)} and "
+                         f"{tuple(group_ids.shape)}")
+    _, group_of, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)  # [N], [G]
+    counts = counts.to(values.dtype)
+    zeros = values.new_zeros(counts.shape[0])  # [G]
+    mean = zeros.index_add(0, group_of, values) / counts  # [G]
+    centered = values - mean[group_of]  # [N]; two passes, so large offsets do not cancel digits
+    var = zeros.index_add(0, group_of, centered * centered) / (counts - 1).clamp_min(1)  # [G]
+    return mean[group_of], var.sqrt()[group_of]
+
+
+def aggregate(values: Tensor, mask: Tensor, mode: str, num_tokens_norm: float | None = None) -> Tensor:
+    """Reduce per-token `values[N, T]` over `mask[N, T]` to a 0-dim loss.
+
+    - "token-mean": mean over every masked token of the batch (DAPO).
+    - "seq-mean-token-mean": mean over each sequence's tokens, then over sequences (GRPO).
+    - "seq-mean-token-sum": sum over each sequence's tokens, then mean over sequences.
+    - "seq-mean-token-sum-norm": token sum divided by the constant `num_tokens_norm` (default T, which
+      padding changes: pass the maximum response length to make it constant), then mean over sequences.
+    Sequence means count only sequences with at least one masked token.
+    """
+    if values.shape != mask.shape or values.dim() != 2:
+        raise ValueError(f"values and mask must both be [N, T]; got {tuple(values.shape)} and "
+                         f"{tuple(mask.shape)}")
+    if mode == "token-mean":
+        return masked_mean(values, mask)
+    token_sum = masked_sum(values, mask, dim=-1)  # [N]
+    token_count = torch.count_nonzero(mask, dim=-1)  # [N]
+    if mode == "seq-mean-token-mean":
+        per_sequence = token_sum / token_count.clamp_min(1)
+    elif mode == "seq-mean-token-sum":
+        per_sequence = token_sum
+    elif mode == "seq-mean-token-sum-norm":
+        norm = values.shape[-1] if num_tokens_norm is None else num_tokens_norm
+        if not norm > 0:
+            raise ValueError(f"num_tokens_norm must be > 0, got {num_tokens_norm}")
+        per_sequence = token_sum / norm
+    else:
+        raise ValueError(f"unknown loss aggregation mode {mode!r}; expected one of "
+                         f"{', '.join(AGGREGATION_MODES)}")
+    return masked_mean(per_sequence, token_count > 0)
+
+
+def discounted_reverse_cumsum(values: Tensor, gamma: float) -> Tensor:
+    """y_t = sum_{k >= t} gamma^(k - t) * values_k along the last dimension, in O(T) work.
+
+    values[..., T] -> y[..., T] (float32, or float64 for float64 input; lower precisions are upcast).
+
+    Two levels. Inside chunks of C tokens, y is a rescaled reverse cumsum,
+    y_{j,i} = gamma^-i * sum_{i' >= i} gamma^i' x_{j,i'}, with C small enough that gamma^-C <= 2^32, so
+    nothing overflows at any T. (The one-shot form gamma^-t * cumsum(gamma^t x) overflows float32 once
+    gamma^-T = 2^(T / tau) > 2^128, i.e. T > 4096 at tau = 32.) Across chunks, the value at each chunk's
+    first token obeys Y_j = head_j + gamma^C * Y_{j+1}, solved with an [n, n] decay matrix over the
+    n = T / C chunks (entries gamma^(C k) <= 1 that underflow harmlessly to 0); each token then adds
+    gamma^(C - i) * Y_{j+1}. Cost O(T + n^2) per row, with C = 1024 at FIPO's tau = 32.
+    """
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+    x = values if values.dtype in (torch.float32, torch.float64) else values.float()
+    length = x.shape[-1]
+    if length == 0:
+        return x.clone()
+    log_gamma = math.log(gamma)
+    if log_gamma == 0.0:
+        chunk = length
+    else:
+        chunk = max(1, min(length, int(_CHUNK_DYNAMIC_RANGE_LOG2 * math.log(2.0) / -log_gamma)))
+    num_chunks = -(-length // chunk)
+    if num_chunks * chunk != length:
+        x = torch.nn.functional.pad(x, (0, num_chunks * chunk - length))  # trailing zeros add nothing
+    blocks = x.unflatten(-1, (num_chunks, chunk))  # [..., n, C]
+    up, down, carry, decay = _scan_constants(chunk, num_chunks, log_gamma, x.dtype, x.device)
+    local = (blocks * up).flip(-1).cumsum(-1).flip(-1) * down  # [..., n, C], gamma^i x_i in [2^-32, 1] x_i
+    if num_chunks > 1:
+        heads = local[..., 0]  # [..., n]: each chunk's own discounted sum, seen from its first token
+        chunk_starts = heads @ decay  # [..., n]: Y_j = sum_{k >= j} gamma^(C (k - j)) head_k
+        next_start = torch.nn.functional.pad(chunk_starts[..., 1:], (0, 1))  # [..., n]: Y_{j+1}, 0 at end
+        local = local + next_start[..., None] * carry
+    return local.flatten(-2)[..., :length]
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_constants(chunk: int, num_chunks: int, log_gamma: float, dtype: torch.dtype, device: torch.device):
+    """gamma^i, gamma^-i, gamma^(C - i) for i < C; chunk decay matrix [n, n] = gamma^(C (k - j)), k >= j."""
+    with torch.inference_mode(False), torch.no_grad():  # cached tensors must work outside inference mode too
+        position = torch.arange(chunk, dtype=dtype, device=device)
+        lag = torch.arange(num_chunks, dtype=dtype, device=device)
+        lag = lag[:, None] - lag[None, :]  # [n, n]: k - j
+        decay = torch.where(lag >= 0, torch.exp(lag.clamp_min(0) * (chunk * log_gamma)), 0.0)
+        return (torch.exp(position * log_gamma), torch.exp(-position * log_gamma),
+                torch.exp((chunk - position) * log_gamma), decay)
