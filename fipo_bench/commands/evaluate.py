@@ -1,8 +1,119 @@
-def eval_checkpoint():
-    """Evaluate a checkpoint."""
-    raise NotImplementedError("issue 4")
+"""`fipo-bench eval` (sample and grade a checkpoint) and `fipo-bench score` (grade existing generations).
+
+Module-level imports stay light; the evaluation code (and torch/transformers/vLLM) loads inside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
 
 
-def score():
-    """Grade existing generations."""
-    raise NotImplementedError("issue 4")
+def _summary_table(summary: dict, title: str) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    low, high = summary["avg_at_k"], summary["avg_at_k"]
+    if summary.get("avg_at_k_ci95"):
+        low, high = summary["avg_at_k_ci95"]
+    k = summary["k"]
+    table.add_row("problems x samples", f"{summary['num_problems']} x {k}")
+    table.add_row(f"avg@{k} (Pass@1)", f"{summary['avg_at_k']:.4f}  [95% CI {low:.4f}, {high:.4f}]")
+    for n, value in summary["pass_at_k"].items():
+        table.add_row(f"pass@{n}", f"{value:.4f}")
+    table.add_row(f"cons@{k}", f"{summary['cons_at_k']:.4f}")
+    lengths = summary["response_length"]
+    if lengths.get("mean") is not None:
+        table.add_row(
+            "length mean / median / p90 / max",
+            f"{lengths['mean']:.1f} / {lengths['median']:.1f} / {lengths['p90']:.1f} / {lengths['max']}",
+        )
+    if summary.get("truncation_rate") is not None:
+        table.add_row("truncation rate", f"{summary['truncation_rate']:.4f}")
+    table.add_row("verdicts", ", ".join(f"{v} {n}" for v, n in summary["verdict_counts"].items() if n))
+    return table
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=1)
+
+
+def eval_checkpoint(
+    checkpoint: str = typer.Argument(..., help="Hugging Face model directory (or Hub id)."),
+    dataset: str = typer.Option("aime24", help="aime24, aime25, amc23, math500, gsm8k, or a .jsonl/.parquet"),
+    k: int | None = typer.Option(None, help="Samples per problem (preset: dapo 32, greedy 1)."),
+    limit: int | None = typer.Option(None, help="Evaluate only the first N problems."),
+    out: Path | None = typer.Option(None, help="Output directory (default: results/eval/MODEL/DATASET)."),
+    data_dir: Path | None = typer.Option(
+        None, envvar="FIPO_BENCH_DATA", help="Offline directory with the named datasets (aime24.jsonl, ...)."
+    ),
+    preset: str = typer.Option("dapo", help="Sampling preset: dapo (k 32, T 1.0, top-p 0.7) or greedy."),
+    temperature: float | None = typer.Option(None, help="Override the preset's temperature."),
+    top_p: float | None = typer.Option(None, help="Override the preset's top-p."),
+    max_new_tokens: int | None = typer.Option(None, help="Override the preset's response budget."),
+    seed: int = typer.Option(0, help="Base seed; every (problem, sample) derives its own."),
+    template: str = typer.Option("dapo", help="Prompt template: dapo, boxed, raw."),
+    backend: str = typer.Option("auto", help="auto (vLLM on a GPU when installed), vllm or transformers."),
+    batch_size: int = typer.Option(16, help="Sequences per batch (transformers backend)."),
+    timeout: float = typer.Option(5.0, help="Seconds allowed per symbolic answer check."),
+) -> None:
+    """Sample k responses per problem from CHECKPOINT, grade them, write generations.jsonl + summary.json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fipo_bench.evals.datasets import load_dataset
+    from fipo_bench.evals.generate import sampling_config
+    from fipo_bench.evals.runner import evaluate_checkpoint, validate_checkpoint
+
+    try:
+        validate_checkpoint(checkpoint)
+        config = sampling_config(
+            preset, k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
+        )
+        problems = load_dataset(dataset, data_dir, limit=limit)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        _fail(str(e))
+    dataset_name = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".parquet")) else dataset
+    out_dir = out or Path("results") / "eval" / Path(checkpoint.rstrip("/")).name / dataset_name
+    columns = (TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("sampling", total=len(problems) * config.k)
+        _, summary = evaluate_checkpoint(
+            checkpoint, problems, config, dataset=dataset_name, template=template, backend=backend,
+            batch_size=batch_size, timeout=timeout, out_dir=out_dir,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    console.print(_summary_table(summary, f"{dataset_name}: {checkpoint}"))
+    console.print(f"wrote {out_dir}/generations.jsonl and summary.json")
+
+
+def score(
+    generations: Path = typer.Argument(..., help="JSON lines: response + problem_id, or response + answer."),
+    dataset: str | None = typer.Option(None, help="Dataset the problem ids refer to (gold answers)."),
+    data_dir: Path | None = typer.Option(None, envvar="FIPO_BENCH_DATA", help="Offline dataset directory."),
+    out: Path | None = typer.Option(None, help="Also write graded generations.jsonl + summary.json here."),
+    timeout: float = typer.Option(5.0, help="Seconds allowed per symbolic answer check."),
+) -> None:
+    """Grade generations made by any tool and print (and with --out, write) the evaluation summary."""
+    from fipo_bench.evals.io import write_eval_dir
+    from fipo_bench.evals.runner import score_generations
+    from fipo_bench.io import iter_jsonl
+
+    try:
+        if not generations.is_file():
+            raise FileNotFoundError(f"{generations}: no such file")
+        rows = list(iter_jsonl(generations))
+        graded, summary = score_generations(
+            rows, source=str(generations), dataset=dataset, data_dir=data_dir, timeout=timeout
+        )
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        _fail(str(e))
+    console.print(_summary_table(summary, f"scored {generations}"))
+    if out is not None:
+        write_eval_dir(out, graded, summary)
+        console.print(f"wrote {out}/generations.jsonl and summary.json")
