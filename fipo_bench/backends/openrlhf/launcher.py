@@ -1,0 +1,327 @@
+"""`fipo-bench run --backend openrlhf`: every algorithm x seed as one OpenRLHF job, results in our layout.
+
+For each run (results/README.md): config.json, then one driver process (driver.py: Ray with our
+plugin, then OpenRLHF's trainer) with the command line of translate.py, then metrics.jsonl from
+OpenRLHF's tensorboard scalars (metrics.py), checkpoints/step-<N>/ from its HF checkpoints, and
+`fipo-bench eval` of the base model (step 0) and of each checkpoint -> eval/ and evals.jsonl.
+Every command is built, and every setting checked, before the first job starts; `dry_run` prints
+them (commands, environment, plugin settings) and needs neither a GPU nor ray nor openrlhf.
+Resume: running the same command again skips completed runs and restarts the others from
+OpenRLHF's own checkpoint (`--ckpt.load_enable`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fipo_bench.backends.openrlhf import translate
+from fipo_bench.backends.openrlhf.driver import runtime_env
+from fipo_bench.config import ConfigError
+from fipo_bench.io import append_jsonl, iter_jsonl, json_safe, read_json, write_json, write_jsonl
+
+TINY_PLACEHOLDER = "<built-in tiny base checkpoint, trained at launch>"
+_HF_CHECKPOINT = re.compile(r"global_step(\d+)_hf")
+
+
+@dataclass
+class TrainingData:
+    """What every run of the matrix shares: the base model, the prompt rows and the evaluation sets."""
+
+    model: str
+    rows: list[dict]  # {"prompt": text given to the model, "answer": gold}
+    evals: dict[str, tuple[str, str]]  # name -> (dataset argument of `fipo-bench eval`, prompt template)
+    eval_files: dict[str, list[dict]] = field(default_factory=dict)  # files to write before evaluating
+    reward_task: str = "math"
+
+
+@dataclass
+class Job:
+    algo: str
+    seed: int
+    alg: object
+    run_dir: Path
+    argv: list[str]
+    env: dict[str, str]
+
+    def command(self, ray_address: str | None) -> list[str]:
+        address = ["--ray-address", ray_address] if ray_address else []
+        return [sys.executable, "-m", "fipo_bench.backends.openrlhf.driver", *address, "--", *self.argv]
+
+
+def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
+    """Prompts and evaluation sets; the built-in model is trained only for a real launch."""
+    from fipo_bench.runner import prepare_task
+
+    if config.model is None and dry_run:
+        from fipo_bench.tiny import TinyTask
+
+        task = TinyTask(**config.tiny_task)
+        train = task.train_problems(config.num_train_problems or 100_000)
+        model, tests, prompt_text = TINY_PLACEHOLDER, task.test_problems[: config.eval_limit or None], str
+    elif dry_run:  # no tokenizer (it may need the network): rows before the max_prompt_length filter
+        from fipo_bench.evals import load_dataset
+
+        train = load_dataset(config.dataset, config.data_dir, limit=config.num_train_problems or None)
+        model, tests, prompt_text = config.model, [], str
+    else:
+        base, task = prepare_task(config)
+        model, train, prompt_text = str(base), task.train, task.prompt_text
+        tests = task.evals.get("tiny", [])
+    rows = [{"prompt": prompt_text(p.problem), "answer": p.answer} for p in train]
+    if config.model is None:
+        tiny_file = root / "openrlhf" / "eval-tiny.jsonl"
+        return TrainingData(
+            model,
+            rows,
+            {"tiny": (str(tiny_file), "raw")},
+            {str(tiny_file): [{"id": p.id, "problem": p.problem, "answer": p.answer} for p in tests]},
+            reward_task="tiny",
+        )
+    return TrainingData(model, rows, {name: (name, config.prompt_template) for name in config.eval_datasets})
+
+
+def plan(config, root: Path, data: TrainingData, layout: translate.Layout) -> list[Job]:
+    """Every job's command line and environment; raises ConfigError for anything OpenRLHF cannot run."""
+    from fipo_bench.algorithms import get_algorithm
+    from fipo_bench.backends.openrlhf import reward
+
+    prompts = root / "openrlhf" / "prompts.jsonl"
+    jobs = []
+    for seed in config.seeds:
+        for algo in config.algos:
+            try:
+                alg = get_algorithm(algo, **config.algo_overrides.get(algo, {}))
+                run_dir = root / f"{algo}-seed{seed}"
+                paths = translate.RunPaths(run_dir, Path(reward.__file__).resolve(), prompts)
+                argv = translate.openrlhf_args(
+                    config, alg, seed, paths, layout, model=data.model, num_prompts=len(data.rows)
+                )
+            except (KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"backend openrlhf, algorithm {algo!r}: {e}") from None
+            env = translate.plugin_env(config, alg, data.reward_task)
+            env[translate.ENV_START_STEP] = str(last_checkpoint_step(run_dir))
+            jobs.append(Job(algo, seed, alg, run_dir, argv, env))
+    return jobs
+
+
+def eval_command(config, checkpoint: str, dataset: str, template: str, seed: int, out: Path) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "fipo_bench.cli",
+        "eval",
+        checkpoint,
+        "--dataset",
+        dataset,
+        "--k",
+        str(config.eval_k),
+        "--temperature",
+        repr(config.eval_temperature),
+        "--top-p",
+        repr(config.eval_top_p),
+        "--max-new-tokens",
+        str(config.eval_max_response_length or config.max_response_length),
+        "--seed",
+        str(seed),
+        "--template",
+        template,
+        "--out",
+        str(out),
+    ]
+    if config.data_dir:
+        command += ["--data-dir", config.data_dir]
+    if config.eval_limit:
+        command += ["--limit", str(config.eval_limit)]
+    return command
+
+
+def eval_steps(config) -> list[int]:
+    """Steps evaluated: 0 (the base model), every eval_every, and the last."""
+    every = range(config.eval_every, config.num_steps, config.eval_every) if config.eval_every else []
+    return [0, *every, config.num_steps]
+
+
+def last_checkpoint_step(run_dir: Path) -> int:
+    """Rollout steps done according to OpenRLHF's newest checkpoint tag (global_step<N>), else 0."""
+    tags = run_dir / "checkpoints" / "_actor"
+    steps = [
+        int(m.group(1)) for p in tags.glob("global_step*") if (m := re.fullmatch(r"global_step(\d+)", p.name))
+    ]
+    return max(steps, default=0)
+
+
+def print_plan(
+    config, root: Path, data: TrainingData, jobs: list[Job], layout, ray_address: str | None
+) -> None:
+    print(f"# fipo-bench run --backend openrlhf: {len(jobs)} jobs -> {root}/")
+    print(f"# layout: {layout}; ray: {ray_address or 'a local head started by each job'}")
+    unfiltered = (
+        " (before dropping prompts over max_prompt_length, which needs the tokenizer)" if config.model else ""
+    )
+    print(f"# training prompts: {len(data.rows)} rows{unfiltered} -> {root / 'openrlhf' / 'prompts.jsonl'}")
+    for job in jobs:
+        print(f"\n## {job.run_dir.name}: {job.alg.name} {json_safe(job.alg.hyperparameters())}")
+        for key, value in sorted(job.env.items()):
+            print(f"export {key}={shlex.quote(value)}")
+        print(f"# ray.init(runtime_env={json.dumps(runtime_env(job.env))})")
+        print(shlex.join(job.command(ray_address)))
+        steps = eval_steps(config)
+        print(f"# then fipo-bench eval at steps {steps[:3]} ... {steps[-1]} ({len(steps)}), e.g.:")
+        for step in (steps[0], steps[-1]):
+            checkpoint = data.model if step == 0 else str(job.run_dir / "checkpoints" / f"step-{step}")
+            for name, (dataset, template) in data.evals.items():
+                out = job.run_dir / "eval" / name / f"step-{step}"
+                print(shlex.join(eval_command(config, checkpoint, dataset, template, job.seed, out)))
+
+
+def launch(config, *, dry_run: bool = False, ray_address: str | None = None) -> Path:
+    """Run (or with dry_run, print) every algorithm x seed of `config` on OpenRLHF; returns results/<run>/."""
+    from fipo_bench.runner import git_commit, package_versions, run_config_record
+
+    # Absolute: Ray workers (on other nodes too, over a shared file system) do not share our directory.
+    root = (Path(config.output_dir) / (config.run_name or config.default_run_name())).resolve()
+    try:
+        layout = translate.Layout.from_env()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    data = training_data(config, root, dry_run=dry_run)
+    jobs = plan(config, root, data, layout)
+    if dry_run:
+        print_plan(config, root, data, jobs, layout, ray_address)
+        return root
+
+    run_json = root / "run.json"
+    previous = read_json(run_json) if run_json.exists() else {}
+    meta = {
+        "command": shlex.join(sys.argv),
+        "git_commit": git_commit(),
+        "package_versions": package_versions(),
+        "backend": "openrlhf",
+        "preset": config.preset,
+        "algos": list(config.algos),
+        "seeds": list(config.seeds),
+        "status": "running",
+        "started_at": previous.get("started_at", _now()),
+        "finished_at": None,
+        "config": config.to_dict(),
+    }
+    write_json(run_json, meta)
+    write_jsonl(root / "openrlhf" / "prompts.jsonl", data.rows)
+    for path, rows in data.eval_files.items():
+        write_jsonl(Path(path), rows)
+    statuses = [
+        run_job(config, job, data, ray_address, run_config_record(config, job.alg, job.seed, data.model))
+        for job in jobs
+    ]
+    meta.update(
+        status="completed" if all(s == "completed" for s in statuses) else "failed", finished_at=_now()
+    )
+    write_json(run_json, meta)
+    return root
+
+
+def run_job(config, job: Job, data: TrainingData, ray_address: str | None, record: dict) -> str:
+    """Train, collect and evaluate one algorithm x seed; returns its final status."""
+    from fipo_bench.backends.openrlhf.metrics import metrics_rows
+
+    status_path = job.run_dir / "status.json"
+    if status_path.exists() and read_json(status_path).get("status") == "completed":
+        return "completed"
+    command = job.command(ray_address)
+    write_json(
+        job.run_dir / "config.json",
+        json_safe({**record, "backend": "openrlhf", "openrlhf_command": command, "plugin_env": job.env}),
+    )
+    write_json(status_path, {"status": "running", "step": last_checkpoint_step(job.run_dir), "error": None})
+    log = job.run_dir / "openrlhf" / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as out:
+        result = subprocess.run(command, env={**os.environ, **job.env}, stdout=out, stderr=subprocess.STDOUT)
+    tensorboard = job.run_dir / "openrlhf" / "tensorboard"
+    rows = metrics_rows(tensorboard) if tensorboard.exists() else []
+    write_jsonl(job.run_dir / "metrics.jsonl", [json_safe(row) for row in rows])
+    bad = [row["step"] for row in rows if not all(_finite(v) for v in row.values())]
+    last = rows[-1]["step"] if rows else 0
+    if result.returncode != 0 or bad:
+        error = (
+            f"OpenRLHF exited with status {result.returncode} (log: {log})"
+            if result.returncode
+            else f"non-finite metrics at steps {bad}"
+        )
+        write_json(status_path, {"status": "failed", "step": last, "error": error})
+        return "failed"
+    collect_checkpoints(job.run_dir, last)
+    try:
+        evaluate(config, job, data)
+    except subprocess.CalledProcessError as e:
+        error = f"evaluation failed: {shlex.join(e.cmd)} exited with status {e.returncode}"
+        write_json(status_path, {"status": "failed", "step": last, "error": error})
+        return "failed"
+    write_json(status_path, {"status": "completed", "step": last, "error": None})
+    return "completed"
+
+
+def collect_checkpoints(run_dir: Path, last_step: int) -> None:
+    """OpenRLHF's checkpoints/global_step<N>_hf -> checkpoints/step-<N>; its final model -> the last step."""
+    checkpoints = run_dir / "checkpoints"
+    for path in checkpoints.glob("global_step*_hf"):
+        step = int(_HF_CHECKPOINT.fullmatch(path.name).group(1))
+        target = checkpoints / f"step-{step}"
+        if not target.exists():
+            os.replace(path, target)
+    final, last = checkpoints / "final", checkpoints / f"step-{last_step}"
+    if final.is_dir() and not last.exists():
+        os.replace(final, last)
+    elif final.is_dir():
+        shutil.rmtree(final)
+
+
+def evaluate(config, job: Job, data: TrainingData) -> None:
+    """`fipo-bench eval` of each checkpoint still missing from evals.jsonl; one line per (step, dataset).
+    The base model (step 0) is evaluated once per seed: the seed's other runs reuse it."""
+    from fipo_bench.evals.io import read_eval_dir
+    from fipo_bench.runner import write_eval
+
+    evals_path = job.run_dir / "evals.jsonl"
+    done = (
+        {(row["step"], row["dataset"]) for _, row in iter_jsonl(evals_path)} if evals_path.exists() else set()
+    )
+    for step in eval_steps(config):
+        checkpoint = data.model if step == 0 else str(job.run_dir / "checkpoints" / f"step-{step}")
+        for name, (dataset, template) in data.evals.items():
+            if (step, name) in done or (step and not Path(checkpoint).is_dir()):
+                continue
+            out = job.run_dir / "eval" / name / f"step-{step}"
+            done_elsewhere = (
+                [
+                    path.parent
+                    for path in job.run_dir.parent.glob(f"*-seed{job.seed}/eval/{name}/step-0/summary.json")
+                ]
+                if step == 0
+                else []
+            )
+            if done_elsewhere and not out.exists():
+                shutil.copytree(done_elsewhere[0], out)
+            elif not (out / "summary.json").exists():
+                subprocess.run(eval_command(config, checkpoint, dataset, template, job.seed, out), check=True)
+            rows, summary = read_eval_dir(out)
+            append_jsonl(evals_path, write_eval(job.run_dir, step, name, rows, summary))
+
+
+def _finite(value) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _now() -> str:
+    from fipo_bench.runner import _now as now
+
+    return now()

@@ -1,0 +1,211 @@
+"""The patches plugin.py applies to OpenRLHF 0.11 modules, each right after the module is imported.
+
+This is the boundary where OpenRLHF's names become ours: `log_probs -> logp`,
+`old_log_probs -> old_logp`, `base_action_log_probs -> ref_logp`, `action_mask -> mask`, an
+experience's `index // n_samples_per_prompt -> group_ids`.
+
+- ppo_actor: `PolicyLoss` -> `RegistryPolicyLoss` (`alg.token_loss`, then OpenRLHF's own
+  `aggregate_loss`: the global token count of the optimizer step `batch_num_tokens`, times `dp_size`
+  for the gradient averaging across data-parallel ranks; same 5-tuple). `training_step` hands the loss
+  the experience (for `ref_logp` and to log our metrics) and passes OpenRLHF a KL coefficient of 0,
+  because our loss already contains the algorithm's KL term.
+- experience_maker: `compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages`.
+- samples_generator: stop after $FIPO_BENCH_MAX_STEPS rollout batches (the prompt file holds more
+  under dynamic sampling), and draw at most $FIPO_BENCH_MAX_GEN_BATCHES x batch prompts per batch
+  (OpenRLHF refills filtered prompts without a cap; after the cap the step trains on what it kept).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+from fipo_bench.backends.openrlhf.translate import (
+    ENV_MAX_GEN_BATCHES,
+    ENV_MAX_STEPS,
+    ENV_START_STEP,
+    UnsupportedOption,
+)
+
+
+def make_policy_loss_class(alg, aggregate_loss):
+    """A drop-in for openrlhf.models.loss.PolicyLoss (same constructor and forward) computing `alg`'s loss."""
+
+    class RegistryPolicyLoss(torch.nn.Module):
+        algorithm = alg
+
+        def __init__(
+            self,
+            clip_eps_low: float = 0.2,
+            clip_eps_high: float = 0.2,
+            dual_clip: float | None = None,
+            token_level_loss: bool = True,
+            policy_loss_type: str = "ppo",
+            is_correction_level: str = "off",
+            **_is_correction,
+        ) -> None:
+            super().__init__()
+            hp = alg.hyperparameters()
+            if policy_loss_type != "ppo" or is_correction_level != "off":
+                raise UnsupportedOption(
+                    f"--actor.policy_loss_type {policy_loss_type} / "
+                    f"--algo.advantage.is_correction_level {is_correction_level}: "
+                    f"{alg.name}'s loss replaces OpenRLHF's; use ppo / off"
+                )
+            # The command line was derived from the same hyperparameters; a mismatch means they diverged.
+            expected = {
+                "clip_eps_low": hp.get("clip_low", clip_eps_low),
+                "clip_eps_high": hp.get("clip_high", clip_eps_high),
+                "dual_clip": hp.get("dual_clip", dual_clip),
+                "token_level_loss": hp.get("loss_agg", "token-mean") == "token-mean",
+            }
+            given = {
+                "clip_eps_low": clip_eps_low,
+                "clip_eps_high": clip_eps_high,
+                "dual_clip": dual_clip,
+                "token_level_loss": token_level_loss,
+            }
+            if given != expected:
+                raise UnsupportedOption(
+                    f"OpenRLHF's loss flags {given} disagree with {alg.name}'s hyperparameters {expected}"
+                )
+            self.token_level_loss = token_level_loss
+            self.experience = None  # set by the patched training_step around each call
+
+        def forward(
+            self,
+            log_probs,
+            old_log_probs,
+            advantages,
+            action_mask=None,
+            rollout_log_probs=None,
+            dp_size: int = 1,
+            batch_num_tokens=None,
+            global_batch_size=None,
+        ):
+            ref_logp = None
+            if alg.needs_reference:
+                ref_logp = getattr(self.experience, "base_action_log_probs", None)
+            mask = torch.ones_like(log_probs, dtype=torch.bool) if action_mask is None else action_mask
+            token_loss, loss_mask, metrics = alg.token_loss(
+                log_probs, old_log_probs, advantages, mask, ref_logp
+            )
+            loss = aggregate_loss(
+                token_loss,
+                loss_mask,
+                token_level_loss=self.token_level_loss,
+                dp_size=dp_size,
+                batch_num_tokens=batch_num_tokens,
+                global_batch_size=global_batch_size,
+            )
+            if self.experience is not None:
+                self.experience.info.update({key: value.detach() for key, value in metrics.items()})
+            zero = torch.zeros((), device=log_probs.device)
+            clip_ratio = metrics.get("clip_frac_high", zero) + metrics.get("clip_frac_low", zero)
+            return loss, clip_ratio.detach(), metrics.get("ppo_kl", zero).detach(), None, None
+
+    return RegistryPolicyLoss
+
+
+def patch_ppo_actor(module, alg) -> None:
+    from openrlhf.models.loss import aggregate_loss
+
+    loss_class = make_policy_loss_class(alg, aggregate_loss)
+    module.PolicyLoss = loss_class
+    trainer = module.ActorPPOTrainer
+    original = trainer.training_step
+
+    @functools.wraps(original)
+    def training_step(self, experience, kl_ctl, step, loss_batch_info=None):
+        if not isinstance(self.actor_loss_fn, loss_class):
+            return original(self, experience, kl_ctl, step, loss_batch_info)
+        self.actor_loss_fn.experience = experience
+        try:
+            # OpenRLHF adds kl_ctl * its own KL loss; ours is inside alg.token_loss (logged as "kl").
+            return original(self, experience, 0.0, step, loss_batch_info)
+        finally:
+            self.actor_loss_fn.experience = None
+
+    trainer.training_step = training_step
+
+
+def registry_advantages(experiences, alg, n_samples_per_prompt: int, max_response_length: int):
+    """Set rewards (shaped), advantages and returns [B, A] of OpenRLHF experiences in place; returns them.
+
+    Groups: OpenRLHF numbers the samples of a rollout batch 0..M-1 in `experience.index`, the n samples
+    of a prompt consecutively, so group_ids = index // n.
+    """
+    from fipo_bench import ops
+
+    sizes = [len(e.index) for e in experiences]
+    index = torch.tensor([i for e in experiences for i in e.index])  # [M]
+    rewards = torch.cat(
+        [e.rewards.to(torch.promote_types(e.rewards.dtype, torch.float32)) for e in experiences]
+    )
+    lengths = torch.cat([e.response_length for e in experiences])  # [M]
+    group_ids = index // n_samples_per_prompt
+    shaped = alg.shape_rewards(rewards, lengths, max_response_length)  # [M]
+    advantages = alg.advantages(shaped, group_ids)  # [M]
+    group_std = ops.group_mean_std(shaped, group_ids)[1]
+    for e, reward, advantage, std in zip(
+        experiences, shaped.split(sizes), advantages.split(sizes), group_std.split(sizes), strict=True
+    ):
+        e.rewards = reward
+        e.advantages = advantage[:, None] * e.action_mask  # [B, A]
+        e.returns = e.advantages.clone()
+        e.kl = None
+        e.info.update({"reward": reward.clone(), "return": reward.clone(), "group_reward_std": std})
+    return experiences
+
+
+def patch_experience_maker(module, alg) -> None:
+    @torch.no_grad()
+    def compute_advantages_and_returns(self, experiences):
+        args = self.strategy.args
+        max_response_length = args.rollout.max_new_tokens or args.data.max_len
+        return registry_advantages(experiences, alg, args.rollout.n_samples_per_prompt, max_response_length)
+
+    module.RemoteExperienceMaker.compute_advantages_and_returns = compute_advantages_and_returns
+
+
+def patch_samples_generator(module, alg) -> None:
+    max_steps = int(os.environ.get(ENV_MAX_STEPS, "0")) or None
+    max_gen_batches = int(os.environ.get(ENV_MAX_GEN_BATCHES, "0")) or None
+    start_step = int(os.environ.get(ENV_START_STEP, "0"))
+    generator = module.SamplesGenerator
+    original_generate, original_vllm = generator.generate_samples, generator._generate_vllm
+    original_collect = module._collect_prompt_batch
+    budget: list[int | None] = [None]  # prompts the current generation round may still draw
+
+    @functools.wraps(original_generate)
+    def generate_samples(self, **generate_kwargs):
+        done = getattr(self, "_fipo_bench_steps", start_step)
+        if max_steps is not None and done >= max_steps:
+            return [], None, 0, True
+        samples, pass_rate, consumed, exhausted = original_generate(self, **generate_kwargs)
+        self._fipo_bench_steps = done + bool(samples)
+        return samples, pass_rate, consumed, exhausted
+
+    @functools.wraps(original_vllm)
+    def _generate_vllm(self, dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs):
+        budget[0] = num_prompts * max_gen_batches if dynamic_filtering and max_gen_batches else None
+        try:
+            return original_vllm(self, dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs)
+        finally:
+            budget[0] = None
+
+    @functools.wraps(original_collect)
+    def _collect_prompt_batch(dataloader_iter, num_prompts):
+        if budget[0] is None:
+            return original_collect(dataloader_iter, num_prompts)
+        if budget[0] <= 0:
+            return [], [], [], False  # no refill, and the data is not exhausted
+        prompts, labels, images, exhausted = original_collect(dataloader_iter, min(num_prompts, budget[0]))
+        budget[0] -= len(prompts)
+        return prompts, labels, images, exhausted
+
+    generator.generate_samples = generate_samples
+    generator._generate_vllm = _generate_vllm
+    module._collect_prompt_batch = _collect_prompt_batch

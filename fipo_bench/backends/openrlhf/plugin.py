@@ -1,0 +1,106 @@
+"""Ray `worker_process_setup_hook`: our algorithm inside OpenRLHF's Ray workers.
+
+OpenRLHF 0.11 has no plugin API: the loss is `PolicyLoss`, constructed inside the `PolicyModelActor`
+workers (openrlhf/trainer/ray/ppo_actor.py), the advantages come from
+`RemoteExperienceMaker.compute_advantages_and_returns` inside the `PPOTrainer` actor, and prompts are
+drawn in `SamplesGenerator`. A patch in the driver never reaches those processes; this hook, named in
+`ray.init(runtime_env={"worker_process_setup_hook": ...})`, runs first in every worker process.
+
+It patches nothing itself: it registers a post-import hook for the three OpenRLHF modules above
+(patches.py does the patching, right after a module's own code ran). A process that never imports
+them, a vLLM engine among others, stays untouched and never imports deepspeed or torch through us.
+Which algorithm: $FIPO_BENCH_ALGO and its hyperparameters $FIPO_BENCH_ALGO_HPARAMS (JSON), set in the
+runtime_env by the driver; without them the hook does nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import json
+import os
+import sys
+from functools import cache
+
+from fipo_bench.backends.openrlhf.translate import ENV_ALGO, ENV_HPARAMS
+
+# OpenRLHF module -> name of the function in patches.py that patches it.
+PATCH_TARGETS = {
+    "openrlhf.trainer.ray.ppo_actor": "patch_ppo_actor",
+    "openrlhf.trainer.ppo_utils.experience_maker": "patch_experience_maker",
+    "openrlhf.trainer.ppo_utils.samples_generator": "patch_samples_generator",
+}
+PATCHED_FLAG = "__fipo_bench_patched__"
+
+
+def setup_worker() -> None:
+    """The hook: patch the target modules when (or if already) imported. Idempotent."""
+    if not os.environ.get(ENV_ALGO):
+        return
+    if not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
+    for name in PATCH_TARGETS:
+        if name in sys.modules:
+            apply_patch(sys.modules[name])
+
+
+@cache
+def algorithm_from_env():
+    """The algorithm named in the environment, with exactly the hyperparameters the driver resolved."""
+    from fipo_bench.algorithms import get_algorithm
+
+    name = os.environ.get(ENV_ALGO)
+    if not name:
+        raise RuntimeError(
+            f"${ENV_ALGO} is not set: the fipo-bench plugin runs only in jobs started by "
+            f"fipo_bench.backends.openrlhf"
+        )
+    return get_algorithm(name, **json.loads(os.environ.get(ENV_HPARAMS) or "{}"))
+
+
+def apply_patch(module) -> None:
+    if getattr(module, PATCHED_FLAG, False):
+        return
+    from fipo_bench.backends.openrlhf import patches
+
+    getattr(patches, PATCH_TARGETS[module.__name__])(module, algorithm_from_env())
+    setattr(module, PATCHED_FLAG, True)
+
+
+def patch_report() -> dict[str, bool]:
+    """Which target modules are imported and patched in this process (for logs and tests)."""
+    return {name: bool(getattr(sys.modules.get(name), PATCHED_FLAG, False)) for name in PATCH_TARGETS}
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds the target modules with the other finders, and patches them right after they execute."""
+
+    def __init__(self) -> None:
+        self._searching: set[str] = set()
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in PATCH_TARGETS or fullname in self._searching:
+            return None
+        self._searching.add(fullname)  # find_spec below asks every finder again, this one included
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._searching.discard(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def __getattr__(self, name):  # get_source, is_package, ... (tracebacks and inspect use them)
+        return getattr(self._loader, name)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        apply_patch(module)

@@ -1,0 +1,197 @@
+"""RunConfig -> OpenRLHF command line, checked by OpenRLHF 0.11.2's own parser (openrlhf.cli.train_ppo_ray,
+run as __main__ up to train(), so its post-parse checks run too), and the launcher's dry run."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (installed by .ci/run)")
+
+from fipo_bench.algorithms import get_algorithm  # noqa: E402
+
+from fipo_bench.backends.openrlhf import translate  # noqa: E402
+from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
+from fipo_bench.config import RunConfig  # noqa: E402
+
+CONFIG = RunConfig(
+    run_name="t",
+    algos=("grpo", "dapo", "fipo"),
+    seeds=(3,),
+    model="/models/base",
+    dataset="data.jsonl",
+    eval_datasets=("aime24",),
+    num_steps=20,
+    rollout_batch_size=32,
+    samples_per_prompt=8,
+    mini_batch_size=8,
+    max_prompt_length=256,
+    max_response_length=1024,
+    lr=2e-6,
+    warmup_steps=3,
+    weight_decay=0.1,
+    grad_clip=0.5,
+    temperature=0.9,
+    top_p=0.95,
+    device="auto",
+    recompute_old_logp=True,
+    max_gen_batches=4,
+    eval_every=5,
+    checkpoint_every=10,
+    algo_overrides={"dapo": {"overlong_buffer": 256}, "fipo": {"overlong_buffer": 256, "decay_rate": 16.0}},
+)
+NUM_PROMPTS = 100
+LAYOUT = translate.Layout(num_nodes=1, gpus_per_node=4, vllm_engines=4, vllm_tensor_parallel=1)
+
+
+def argv_for(name, tmp_path, config=CONFIG, layout=LAYOUT, num_prompts=NUM_PROMPTS):
+    alg = get_algorithm(name, **config.algo_overrides.get(name, {}))
+    paths = translate.RunPaths(tmp_path / f"{name}-seed3", tmp_path / "reward.py", tmp_path / "prompts.jsonl")
+    return alg, translate.openrlhf_args(
+        config, alg, 3, paths, layout, model="/models/base", num_prompts=num_prompts
+    )
+
+
+@pytest.fixture(scope="module")
+def parse():
+    with stubbed_gpu_modules():
+        from fipo_bench.backends.openrlhf.driver import parse_openrlhf_args
+
+        yield parse_openrlhf_args
+
+
+@pytest.mark.parametrize("name", ["grpo", "dapo", "fipo"])
+def test_every_flag_is_accepted_and_means_what_we_intend(name, tmp_path, parse):
+    alg, argv = argv_for(name, tmp_path)
+    args = parse(argv)  # argparse exits on an unknown flag; OpenRLHF's asserts run after parsing
+    hp = alg.hyperparameters()
+    n = CONFIG.samples_per_prompt
+    # shapes: 32 prompts x 8 samples per step, 8 prompts per optimizer step -> 4 updates per step
+    assert (args.rollout.batch_size, args.rollout.n_samples_per_prompt) == (32, 8)
+    assert args.train.batch_size == 8 * n and args.train.max_epochs == 1
+    assert args.train.micro_batch_size == 8 * n // 4  # micro_batch_size 0 = a whole mini-batch per GPU
+    assert args.rollout.max_new_tokens == 1024 and args.data.max_len == 256 + 1024
+    assert (args.rollout.temperature, args.rollout.top_p, args.train.seed) == (0.9, 0.95, 3)
+    assert (args.actor.adam.lr, args.actor.adam.weight_decay, args.actor.max_norm) == (2e-6, 0.1, 0.5)
+    assert list(args.actor.adam.betas) == [0.9, 0.999] and args.actor.lr_scheduler == "constant_with_warmup"
+    # OpenRLHF's schedule: max_steps = rows * n // train_batch * episodes (ppo_trainer.prepare_datasets);
+    # warm-up = ceil(max_steps * ratio) optimizer steps (deepspeed.py) = 3 rollout steps x 4 updates.
+    factor = CONFIG.max_gen_batches if alg.dynamic_sampling else 1
+    episodes = math.ceil(20 * 32 * factor / NUM_PROMPTS)
+    assert (args.train.num_episodes, args.data.max_samples) == (episodes, NUM_PROMPTS)
+    max_steps = NUM_PROMPTS * n // args.train.batch_size * episodes
+    assert math.ceil(max_steps * args.actor.lr_warmup_ratio) == 3 * 4
+    # algorithm
+    assert args.algo.advantage.estimator == "group_norm" and args.critic.model_name_or_path is None
+    assert list(args.actor.eps_clip_low_high) == [hp["clip_low"], hp["clip_high"]]
+    assert args.actor.dual_clip == hp["dual_clip"]
+    assert args.actor.loss_agg_mode == hp["loss_agg"]
+    assert args.algo.kl.use_loss == (hp["kl_coef"] > 0) and args.algo.kl.init_coef == hp["kl_coef"]
+    if hp["kl_coef"] > 0:
+        assert args.algo.kl.estimator == "k3"
+    assert args.algo.dynamic_filtering_enable == hp["dynamic_sampling"]
+    if hp["dynamic_sampling"]:
+        assert list(args.algo.dynamic_filtering_range) == [0.0, 1.0]
+    assert args.reward.overlong_buffer_len == hp.get("overlong_buffer")
+    assert args.reward.remote_url == [str(tmp_path / "reward.py")]
+    # outputs
+    assert args.ckpt.save_hf and args.ckpt.save_steps == 5  # gcd(eval_every 5, checkpoint_every 10)
+    assert args.logger.tensorboard_dir == str(tmp_path / f"{name}-seed3" / "openrlhf" / "tensorboard")
+    assert args.train.colocate_all and args.vllm.num_engines == 4
+
+
+def test_published_algorithms_translate_as_the_issue_specifies(tmp_path, parse):
+    grpo, dapo, fipo = (parse(argv_for(name, tmp_path)[1]) for name in ("grpo", "dapo", "fipo"))
+    assert (list(grpo.actor.eps_clip_low_high), grpo.actor.dual_clip) == ([0.2, 0.2], None)
+    assert (grpo.algo.kl.use_loss, grpo.algo.kl.estimator, grpo.algo.kl.init_coef) == (True, "k3", 0.04)
+    assert grpo.actor.loss_agg_mode == "seq-mean-token-mean" and not grpo.algo.dynamic_filtering_enable
+    for args in (dapo, fipo):  # FIPO = DAPO's flags; its loss comes from the plugin
+        assert (list(args.actor.eps_clip_low_high), args.actor.dual_clip) == ([0.2, 0.28], 10.0)
+        assert (args.algo.kl.use_loss, args.algo.kl.init_coef) == (False, 0.0)  # no reference model
+        assert args.actor.loss_agg_mode == "token-mean" and args.algo.dynamic_filtering_enable
+        assert (args.reward.overlong_buffer_len, args.reward.overlong_penalty_factor) == (256.0, 1.0)
+
+
+def test_plugin_environment_rebuilds_the_same_algorithm():
+    alg = get_algorithm("fipo", decay_rate=16.0, overlong_buffer=256)
+    env = translate.plugin_env(CONFIG, alg)
+    rebuilt = get_algorithm(env[translate.ENV_ALGO], **json.loads(env[translate.ENV_HPARAMS]))
+    assert rebuilt == alg
+    assert env[translate.ENV_MAX_STEPS] == "20" and env[translate.ENV_MAX_GEN_BATCHES] == "4"
+
+
+def test_what_openrlhf_cannot_express_is_an_error_naming_it(tmp_path):
+    with pytest.raises(translate.UnsupportedOption, match="loss_agg"):
+        argv_for(
+            "grpo", tmp_path, CONFIG.replace(algo_overrides={"grpo": {"loss_agg": "seq-mean-token-sum"}})
+        )
+    with pytest.raises(translate.UnsupportedOption, match="dtype"):
+        argv_for("dapo", tmp_path, CONFIG.replace(dtype="float32"))
+    with pytest.raises(translate.UnsupportedOption, match="recompute_old_logp"):
+        argv_for("dapo", tmp_path, CONFIG.replace(recompute_old_logp=False))
+    with pytest.raises(translate.UnsupportedOption, match="device"):
+        argv_for("dapo", tmp_path, CONFIG.replace(device="cpu"))
+    with pytest.raises(translate.UnsupportedOption, match="mini_batch_size"):
+        argv_for("dapo", tmp_path, layout=translate.Layout(gpus_per_node=3, vllm_engines=3))
+    with pytest.raises(translate.UnsupportedOption, match="rollout_batch_size"):
+        argv_for("dapo", tmp_path, num_prompts=31)
+
+    class KeepsAll:  # a dynamic-sampling filter other than "not all right, not all wrong"
+        name, dynamic_sampling = "custom", True
+
+        def keep_group(self, scores):
+            return True
+
+    with pytest.raises(translate.UnsupportedOption, match="custom.keep_group"):
+        translate.check_keep_group_is_range(KeepsAll(), 8)
+
+
+def test_extra_flags_pass_through_but_cannot_redefine_ours():
+    ours = ["--actor.dual_clip", "10.0", "--train.seed", "0"]
+    extra = {translate.ENV_EXTRA_ARGS: "--ds.zero_stage 3 --actor.gradient_checkpointing_enable"}
+    assert translate.extra_args(ours, extra) == [
+        "--ds.zero_stage",
+        "3",
+        "--actor.gradient_checkpointing_enable",
+    ]
+    with pytest.raises(translate.UnsupportedOption, match="--actor.dual_clip"):
+        translate.extra_args(ours, {translate.ENV_EXTRA_ARGS: "--actor.dual_clip 3"})
+
+
+def test_layout_from_environment_is_validated():
+    layout = translate.Layout.from_env({"FIPO_BENCH_OPENRLHF_NODES": "2", "FIPO_BENCH_OPENRLHF_VLLM_TP": "2"})
+    assert (layout.actor_gpus, layout.vllm_engines * layout.vllm_tensor_parallel, layout.colocated) == (
+        16,
+        16,
+        True,
+    )
+    with pytest.raises(translate.UnsupportedOption, match="FIPO_BENCH_OPENRLHF_NODES"):
+        translate.Layout.from_env({"FIPO_BENCH_OPENRLHF_NODES": "two"})
+
+
+def test_dry_run_prints_every_job_without_ray_or_openrlhf(tmp_path):
+    """The built-in task's dry run in a fresh interpreter: commands, environment and plugin settings,
+    and neither ray, openrlhf, deepspeed nor vllm imported."""
+    code = f"""
+import sys
+from fipo_bench.config import RunConfig
+from fipo_bench.backends.openrlhf import launch
+cfg = RunConfig(run_name="dry", output_dir={str(tmp_path)!r}, algos=("grpo", "fipo"), seeds=(0, 1),
+                num_steps=4,
+                device="cuda", recompute_old_logp=True, rollout_batch_size=8, mini_batch_size=4, eval_every=2,
+                algo_overrides={{"fipo": {{"overlong_buffer": 12}}}})
+launch(cfg, dry_run=True)
+print("HEAVY", sorted(m for m in ("ray", "openrlhf", "deepspeed", "vllm") if m in sys.modules))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "HEAVY []" in out
+    commands = [line for line in out.splitlines() if "fipo_bench.backends.openrlhf.driver" in line]
+    assert len(commands) == 4  # 2 algorithms x 2 seeds
+    assert sum("--actor.dual_clip 10.0" in c for c in commands) == 2  # fipo only
+    assert sum("--algo.kl.use_loss" in c for c in commands) == 2  # grpo only
+    assert "export FIPO_BENCH_ALGO=fipo" in out and "worker_process_setup_hook" in out
+    assert "--train.seed 1" in commands[-1] and not (tmp_path / "dry").exists()  # a dry run writes nothing
