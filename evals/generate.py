@@ -1,0 +1,255 @@
+"""Sampling k responses per prompt from a checkpoint: vLLM on a GPU when installed, else transformers.
+
+Every (problem, sample) pair has its own seed (`sample_seed`), so a sample does not change when the
+batch size, the number of problems or the backend's scheduling changes (vLLM: per-request seeds;
+transformers: a per-row torch.Generator in our own sampling loop, since `generate()` draws one stream
+for the whole batch). torch, transformers and vllm are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How responses are sampled."""
+
+    k: int = 32
+    """Samples per problem."""
+    temperature: float = 1.0
+    """Softmax temperature; 0 means greedy decoding."""
+    top_p: float = 0.7
+    """Nucleus sampling mass (1.0 disables it)."""
+    max_new_tokens: int = 20480
+    """Response budget in tokens; a response that reaches it is "truncated"."""
+    seed: int = 0
+    """Base seed; each (problem, sample) derives its own from it."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# DAPO/FIPO's AIME protocol (avg@32, temperature 1.0, top-p 0.7, 20k-token responses) and greedy.
+SAMPLING_PRESETS: dict[str, SamplingConfig] = {
+    "dapo": SamplingConfig(k=32, temperature=1.0, top_p=0.7, max_new_tokens=20480),
+    "greedy": SamplingConfig(k=1, temperature=0.0, top_p=1.0, max_new_tokens=20480),
+}
+
+
+def sampling_config(preset: str = "dapo", **overrides) -> SamplingConfig:
+    """A preset with the given fields replaced (None values are ignored)."""
+    if preset not in SAMPLING_PRESETS:
+        raise ValueError(f"unknown sampling preset {preset!r}; known: {', '.join(SAMPLING_PRESETS)}")
+    return replace(SAMPLING_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled response."""
+
+    text: str
+    """Decoded response (special tokens removed)."""
+    num_tokens: int
+    """Generated tokens, the end-of-sequence token included."""
+    truncated: bool
+    """True when the response hit max_new_tokens without ending."""
+
+
+def sample_seed(base_seed: int, problem_index: int, sample_index: int) -> int:
+    """Deterministic 31-bit seed of one (problem, sample) pair, independent of batching."""
+    digest = hashlib.blake2b(f"{base_seed}:{problem_index}:{sample_index}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def resolve_backend(backend: str) -> str:
+    """"vllm" or "transformers" for "auto" | "vllm" | "transformers"."""
+    if backend not in ("auto", "vllm", "transformers"):
+        raise ValueError(f"unknown backend {backend!r}; expected auto, vllm or transformers")
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    import torch
+
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    return "vllm" if has_vllm and torch.cuda.is_available() else "transformers"
+
+
+def load_tokenizer(checkpoint: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(checkpoint)
+
+
+def generate(
+    checkpoint: str,
+    prompts: Sequence[str],
+    config: SamplingConfig,
+    *,
+    backend: str = "auto",
+    batch_size: int = 16,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[list[Generation]]:
+    """config.k generations for each prompt (already templated text); `on_progress(n)` is called as n
+    more samples finish. Returns [num_prompts][k]."""
+    backend = resolve_backend(backend)
+    if backend == "vllm":
+        return _generate_vllm(checkpoint, prompts, config, on_progress)
+    return _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
+
+
+def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Generation]]:
+    from vllm import LLM
+    from vllm import SamplingParams as VllmSamplingParams
+
+    llm = LLM(model=checkpoint, seed=config.seed)
+    requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
+    results: list[list[Generation | None]] = [[None] * config.k for _ in prompts]
+    chunk = 512  # vLLM schedules a whole chunk at once; chunks only pace the progress bar
+    for start in range(0, len(requests), chunk):
+        part = requests[start : start + chunk]
+        params = [
+            VllmSamplingParams(
+                n=1,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                max_tokens=config.max_new_tokens,
+                seed=sample_seed(config.seed, i, j),
+            )
+            for i, j in part
+        ]
+        outputs = llm.generate([prompts[i] for i, _ in part], params, use_tqdm=False)
+        for (i, j), output in zip(part, outputs, strict=True):
+            completion = output.outputs[0]
+            results[i][j] = Generation(
+                completion.text, len(completion.token_ids), completion.finish_reason == "length"
+            )
+        if on_progress:
+            on_progress(len(part))
+    return results  # type: ignore[return-value]
+
+
+def sample_next_tokens(logits, temperature: float, top_p: float, generators: list) -> object:
+    """One token per row from logits [B, V]: greedy when temperature == 0, else temperature + nucleus
+    sampling with row b drawn from generators[b]. Returns token ids [B]."""
+    import torch
+
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # [B, V]
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)  # [B, V]
+        # keep the smallest prefix whose mass reaches top_p: drop a token if the mass before it does
+        drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.stack([torch.multinomial(probs[b], 1, generator=g)[0] for b, g in enumerate(generators)])
+
+
+def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress) -> list[list[Generation]]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    tokenizer = load_tokenizer(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, **_dtype_kwarg(dtype)).to(device).eval()
+    eos_ids = {tokenizer.eos_token_id} | _as_set(getattr(model.generation_config, "eos_token_id", None))
+    eos_ids.discard(None)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+    # A chat template already contains the special tokens; plain prompts get the tokenizer's own.
+    add_special = not getattr(tokenizer, "chat_template", None)
+    prompt_ids = [tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
+
+    requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
+    # Similar prompt lengths in a batch waste less padding; the order does not change any sample.
+    requests.sort(key=lambda r: len(prompt_ids[r[0]]))
+    results: list[list[Generation | None]] = [[None] * config.k for _ in prompts]
+    eos = torch.tensor(sorted(eos_ids), device=device, dtype=torch.long)
+    for start in range(0, len(requests), batch_size):
+        part = requests[start : start + batch_size]
+        generators = [
+            torch.Generator(device=device).manual_seed(sample_seed(config.seed, i, j)) for i, j in part
+        ]
+        token_lists = _sample_batch(
+            model, [prompt_ids[i] for i, _ in part], config, generators, eos, pad_id, device
+        )
+        for (i, j), (tokens, ended) in zip(part, token_lists, strict=True):
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            results[i][j] = Generation(text, len(tokens), not ended)
+        if on_progress:
+            on_progress(len(part))
+    return results  # type: ignore[return-value]
+
+
+def _dtype_kwarg(dtype) -> dict:
+    """transformers >= 4.56 calls the argument `dtype`; older versions only know `torch_dtype`."""
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def _as_set(value) -> set:
+    if value is None:
+        return set()
+    return set(value) if isinstance(value, (list, tuple, set)) else {value}
+
+
+def _sample_batch(model, prompt_ids, config, generators, eos, pad_id, device) -> list[tuple[list[int], bool]]:
+    """KV-cached sampling of one left-padded batch; returns (tokens incl. EOS, ended) per row."""
+    import torch
+
+    batch = len(prompt_ids)
+    width = max(len(p) for p in prompt_ids)
+    input_ids = torch.full((batch, width), pad_id, dtype=torch.long)  # [B, P]
+    attention = torch.zeros((batch, width), dtype=torch.long)  # [B, P]
+    for b, ids in enumerate(prompt_ids):
+        input_ids[b, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention[b, width - len(ids) :] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)  # [B, P]
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)  # [B]
+    generated = []
+    # transformers 5 renamed the KV-cache argument and output `past_key_values` -> `cache`.
+    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with torch.no_grad():
+        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+        for _ in range(config.max_new_tokens):
+            logits = out.logits[:, -1, :]  # [B, V]
+            next_tokens = sample_next_tokens(logits, config.temperature, config.top_p, generators)
+            next_tokens = next_tokens.masked_fill(finished, pad_id)  # [B]
+            generated.append(next_tokens)
+            finished = finished | torch.isin(next_tokens, eos)
+            if bool(finished.all()):
+                break
+            attention = torch.cat([attention, attention.new_ones((batch, 1))], dim=-1)  # [B, P + t]
+            positions = positions[:, -1:] + 1  # [B, 1]
+            out = model(
+                input_ids=next_tokens[:, None],
+                attention_mask=attention,
+                position_ids=positions,
+                use_cache=True,
+                **{cache_name: out[cache_name]},
+            )
+    tokens = torch.stack(generated, dim=1).tolist()  # [B, T]
+    eos_set = set(eos.tolist())
+    rows = []
+    for row in tokens:
+        end = next((t for t, tok in enumerate(row) if tok in eos_set), None)
+        rows.append((row[: end + 1], True) if end is not None else (row, False))
+    return rows
