@@ -92,7 +92,7 @@ class Algorithm:
         loss = ops.aggregate(token_loss, loss_mask, self.loss_agg)
         if not metrics:
             return loss, {}
-        values = torch.stack([value.detach().float() for value in metrics.values()]).tolist()  # one sync
+        values = torch.stack(list(metrics.values())).detach().float().tolist()  # one sync
         return loss, dict(zip(metrics, values, strict=True))
 
 

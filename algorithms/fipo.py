@@ -48,7 +48,7 @@ from torch import Tensor
 from fipo_bench import ops
 from fipo_bench.algorithms.base import hyperparameter
 from fipo_bench.algorithms.dapo import DAPO
-from fipo_bench.algorithms.grpo import clipped_surrogate, surrogate_metrics
+from fipo_bench.algorithms.grpo import clip_flags, clipped_surrogate, surrogate_metrics
 from fipo_bench.registry import register_algorithm, register_variant
 
 SAFETY_WEIGHT_RANGE = (0.8, 1.0)  # the reference code's clamp under the safety rule (not a paper value)
@@ -92,9 +92,9 @@ def future_kl_weights(
             within_cap = within_cap | (advantages >= 0)
         influence = mask & within_cap
     future = future_kl(log_ratio, influence, decay_rate)  # [N, T]
-    weight = torch.exp(future).clamp(weight_low, weight_high)  # exp may overflow to inf; the clamp bounds it
+    weight = torch.exp(future).clamp_(weight_low, weight_high)  # exp may overflow to inf; the clamp bounds it
     unsafe = (advantages < 0) & (log_ratio > math.log(safety_threshold))  # r_t > safety_threshold
-    safe_weight = torch.ones_like(weight) if safety_resets_weight else weight.clamp(*SAFETY_WEIGHT_RANGE)
+    safe_weight = 1.0 if safety_resets_weight else weight.clamp(*SAFETY_WEIGHT_RANGE)
     weight = torch.where(unsafe, safe_weight, weight)
     return FutureKLWeights(weight, future, influence, unsafe)
 
@@ -156,23 +156,29 @@ class FIPO(DAPO):
             torch.exp(log_ratio), advantages * weights.weight, self.clip_low, self.clip_high, self.dual_clip)
         keep = sequences_to_keep(dual_clipped, mask, self.max_dual_clipped_tokens)  # [N]
 
-        metrics = surrogate_metrics(log_ratio, advantages, mask, self.clip_low, self.clip_high, dual_clipped)
-        metrics.update(ops.masked_fractions({
+        flags = clip_flags(log_ratio, advantages, self.clip_low, self.clip_high, dual_clipped)
+        metrics = surrogate_metrics(log_ratio, mask, {
+            **flags,
             "weight_clip_frac_high": weights.future_kl > math.log(self.weight_high),
             "weight_clip_frac_low": weights.future_kl < math.log(self.weight_low),
             "safety_frac": weights.unsafe,
             "future_kl_masked_frac": ~weights.influence,
-        }, mask))
-        weight_mean = ops.masked_mean(weights.weight, mask)
+        })
+        token_mask = ops.float_mask(mask)  # [N, T]: for the weight statistics, the counts and the loss mask
+        tokens_per_sequence = token_mask.sum(-1)  # [N]
+        real_weights = weights.weight * token_mask  # [N, T], 0 on padding
+        weight_mean = real_weights.sum() / tokens_per_sequence.sum().clamp_min(1)
         # The mean of the real weights lies between their min and max, so it can stand in for padding (and
-        # for an empty batch, where all three are 0).
-        filled = torch.where(mask, weights.weight, weight_mean).flatten()
+        # for an empty batch, where all three are 0). Exact: each token adds w + 0 or 0 + mean.
+        filled = torch.addcmul(real_weights, 1.0 - token_mask, weight_mean).flatten()
         weight_min, weight_max = torch.aminmax(torch.cat([filled, weight_mean[None]]))
         metrics.update({
             "weight_mean": weight_mean, "weight_min": weight_min, "weight_max": weight_max,
-            "dropped_seq_frac": ops.masked_mean(~keep, mask.any(-1)),
+            # Of the non-empty responses (a dropped one has a dual-clipped token, so it is never empty).
+            "dropped_seq_frac": (
+                torch.count_nonzero(~keep) / torch.count_nonzero(tokens_per_sequence).clamp_min(1)),
         })
-        return loss, (mask & keep[:, None]).float(), metrics
+        return loss, token_mask * keep.to(token_mask.dtype)[:, None], metrics
 
 
 FIPO_7B = register_variant(

@@ -66,18 +66,22 @@ def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.expm1(x) - x
 
 
-def surrogate_metrics(
-    log_ratio: Tensor, advantages: Tensor, mask: Tensor, clip_low: float, clip_high: float,
-    dual_clipped: Tensor,
+def clip_flags(
+    log_ratio: Tensor, advantages: Tensor, clip_low: float, clip_high: float, dual_clipped: Tensor
 ) -> dict[str, Tensor]:
-    """Fractions of `mask` tokens where each clip bound is active; approximate KL to the rollout policy."""
+    """Where each clip bound is active: metric name -> bool [N, T]."""
     log_ratio = log_ratio.detach()
-    fractions = ops.masked_fractions({
+    return {
         "clip_frac_high": (advantages > 0) & (log_ratio > math.log1p(clip_high)),
         "clip_frac_low": (advantages < 0) & (log_ratio < math.log1p(-clip_low)),
         "dual_clip_frac": dual_clipped,
-    }, mask)
-    return {"ppo_kl": ops.masked_mean(-log_ratio, mask), **fractions}
+    }
+
+
+def surrogate_metrics(log_ratio: Tensor, mask: Tensor, flags: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Approximate KL to the rollout policy, and the fraction of `mask` tokens where each flag [N, T] is set
+    (`clip_flags`, plus any of the algorithm's own, counted together)."""
+    return {"ppo_kl": ops.masked_mean(-log_ratio.detach(), mask), **ops.masked_fractions(flags, mask)}
 
 
 @register_algorithm("grpo")
@@ -141,5 +145,5 @@ class GRPO(Algorithm):
         -> (loss[N, T], loss_mask[N, T] float32, metrics)."""
         loss, dual_clipped = clipped_surrogate(
             torch.exp(log_ratio), advantages, self.clip_low, self.clip_high, self.dual_clip)
-        metrics = surrogate_metrics(log_ratio, advantages, mask, self.clip_low, self.clip_high, dual_clipped)
-        return loss, mask.float(), metrics
+        flags = clip_flags(log_ratio, advantages, self.clip_low, self.clip_high, dual_clipped)
+        return loss, ops.float_mask(mask), surrogate_metrics(log_ratio, mask, flags)
