@@ -173,3 +173,11 @@ def test_scan_constants_cached_in_inference_mode_still_work_with_autograd():
     torch.testing.assert_close(
         values.grad, ((1 - 0.99 ** (k + 1)) / 0.01).expand(2, -1), rtol=1e-4, atol=1e-4
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.float32])
+def test_float_mask_equals_a_plain_cast(dtype):
+    mask = torch.rand(7, 33, generator=torch.Generator().manual_seed(3)) < 0.6  # non-contiguous below
+    mask = mask.to(dtype)[:, ::2]
+    assert torch.equal(ops.float_mask(mask), mask.bool().float())
+    assert ops.float_mask(mask).dtype == torch.float32
