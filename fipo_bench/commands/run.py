@@ -96,7 +96,7 @@ def summary_table(results) -> Table:
 
 
 def run(
-    algos: str = typer.Option(None, "--algos", help="Comma-separated names [grpo,dapo,fipo]."),
+    algos: str = typer.Option(None, "--algos", help="Comma-separated names (default grpo,dapo,fipo)."),
     preset: str = typer.Option("tiny", "--preset", help="Named config (fipo_bench.presets)."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
     backend: str = typer.Option(None, "--backend", help="local | openrlhf"),
@@ -104,7 +104,7 @@ def run(
     dataset: str = typer.Option(None, "--dataset", help="Training dataset name or jsonl/parquet file."),
     steps: int = typer.Option(None, "--steps", help="Training steps (overrides the preset)."),
     run_name: str = typer.Option(None, "--run-name", help="Results subdirectory (default: from the config)."),
-    output_dir: str = typer.Option(None, "--output-dir", help="Parent of run directories [results]."),
+    output_dir: str = typer.Option(None, "--output-dir", help="Parent of run directories (default results)."),
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     config_file: Path = typer.Option(None, "--config", help="JSON file of RunConfig fields."),
     sets: list[str] = typer.Option([], "--set", help="field=value, tiny_recipe.key=value, algo.field=value."),

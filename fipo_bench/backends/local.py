@@ -1,0 +1,493 @@
+"""The one-process RL trainer of `fipo-bench run --backend local` (CPU or one GPU).
+
+One training step:
+  1. rollout: B prompts x G samples from the current policy (fipo_bench.backends.sampler, KV cache);
+     the sampler's generator is seeded from (seed, step, generation batch), never from a shared RNG
+     stream, so every algorithm with the same seed sees the same prompts and the same first rollout;
+  2. rewards from the checker (+1 correct, -1 otherwise, as DAPO's rule reward; a response cut at the
+     length limit is not correct); with `alg.dynamic_sampling`, groups failing `alg.keep_group` on
+     correctness are dropped and more batches are generated until B groups are kept (at most
+     `max_gen_batches`; then it trains on what it kept);
+  3. `alg.shape_rewards` (overlong shaping), `alg.advantages`;
+  4. B / mini_batch_size AdamW updates of `alg.policy_loss`, each over one mini-batch of groups (so
+     off-policy weights like FIPO's act from the second update on), with grad clipping; a frozen
+     reference model is loaded only when `alg.needs_reference`. The learning-rate schedule (linear
+     warm-up, then constant) advances once per training step, as in verl.
+
+The trainer knows algorithms only through the registry contract (fipo_bench.algorithms.base.Algorithm):
+no algorithm name appears here. Pure tensor helpers (`response_logp`) are separate from orchestration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fipo_bench.backends.sampler import Samples, left_pad, sample
+
+REWARD_CORRECT, REWARD_INCORRECT = 1.0, -1.0  # DAPO (arXiv 2503.14476) eq. 9: rule-based +1 / -1
+TRAINER_STATE = "trainer_state.pt"
+# Forward passes per micro-batch, over rows sorted by length: padding (and its compute) shrinks from
+# (longest - mean) per row to roughly the spread inside a bucket; buckets stay large enough that the
+# per-call overhead does not dominate.
+LENGTH_BUCKETS, MIN_BUCKET_ROWS = 4, 8
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient norm was NaN/inf; the run stops and keeps its last good checkpoint."""
+
+
+def seed_for(*parts: Any) -> int:
+    """A 63-bit seed from any parts (stable across processes, unlike hash())."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+# -- task adapter ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """The parts of a checker result the trainer uses (evals.CheckResult and tiny.TaskCheck both fit)."""
+
+    verdict: str
+    extracted: str | None
+    correct: bool
+
+
+Checker = Callable[[list[str], list[str]], list[Verdict]]
+
+
+@dataclass
+class TaskData:
+    """What the trainer needs from a task or dataset: problems as prompts, and a checker."""
+
+    train: list  # list[fipo_bench.evals.Problem]
+    evals: dict[str, list]  # eval dataset name -> problems
+    prompt_text: Callable[[str], str]  # problem text -> prompt text
+    check: Checker  # (responses, golds) -> verdicts
+
+
+# -- prompt order ---------------------------------------------------------------------------------------
+
+
+class PromptOrder:
+    """Which training problems step s, generation batch g uses: a pure function of (seed, s, g).
+
+    Generation batch 0 of step s takes positions [(s-1)B, sB) of a main stream of seeded epoch
+    permutations; refills (g >= 1, dynamic sampling only) come from a separate stream. So every
+    algorithm trains on the same prompts at the same step whether or not it refills, and a resumed run
+    needs no data-loader state.
+    """
+
+    def __init__(self, num_problems: int, batch_size: int, max_gen_batches: int, seed: int):
+        self.n, self.batch, self.seed = num_problems, batch_size, seed
+        self.refills = max(1, max_gen_batches - 1)
+        self._perms: dict[tuple[str, int], list[int]] = {}
+
+    def _at(self, stream: str, position: int) -> int:
+        epoch, offset = divmod(position, self.n)
+        key = (stream, epoch)
+        if key not in self._perms:
+            if len(self._perms) > 8:
+                self._perms.clear()
+            g = torch.Generator().manual_seed(seed_for("prompt-order", self.seed, stream, epoch))
+            self._perms[key] = torch.randperm(self.n, generator=g).tolist()
+        return self._perms[key][offset]
+
+    def indices(self, step: int, gen_batch: int) -> list[int]:
+        if gen_batch == 0:
+            start, stream = (step - 1) * self.batch, "main"
+        else:
+            start, stream = ((step - 1) * self.refills + gen_batch - 1) * self.batch, "refill"
+        return [self._at(stream, start + i) for i in range(self.batch)]
+
+
+# -- pure tensor helpers ------------------------------------------------------------------------------
+
+
+def response_logp(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,
+                  response_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log pi(response token | prefix) at `temperature`: [N, P] left-padded prompts + [N, R] responses
+    -> [N, R] float32 (0 on padding)."""
+    input_ids = torch.cat([prompt_ids, response_ids], dim=1)  # [N, P+R]
+    attention = torch.cat([prompt_mask, response_mask.long()], dim=1)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    prompt_len, response_len = prompt_ids.shape[1], response_ids.shape[1]
+    # The logits at position P-1+t predict response token t; the last position predicts nothing.
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                   logits_to_keep=response_len + 1).logits[:, :-1]  # [N, R, V]
+    assert logits.shape[1] == response_len, (logits.shape, prompt_len, response_len)
+    logits = logits.float() / temperature
+    token_logits = logits.gather(-1, response_ids[..., None]).squeeze(-1)
+    return (token_logits - logits.logsumexp(-1)) * response_mask
+
+
+# -- the rollout batch --------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """Kept groups of one step, rows grouped by prompt (G consecutive rows per group)."""
+
+    prompt_ids: torch.Tensor  # [N, P] left-padded
+    prompt_mask: torch.Tensor  # [N, P]
+    response_ids: torch.Tensor  # [N, R]
+    mask: torch.Tensor  # [N, R] float32
+    old_logp: torch.Tensor  # [N, R]
+    advantages: torch.Tensor  # [N]
+    group_ids: torch.Tensor  # [N]
+
+    def rows(self, index: torch.Tensor) -> Rollout:
+        """A sub-batch, trimmed to its own longest prompt and response."""
+        prompt_mask, mask = self.prompt_mask[index], self.mask[index]
+        p0 = int((prompt_mask.sum(0) > 0).nonzero().min()) if prompt_mask.numel() else 0
+        r1 = int(mask.sum(1).max()) if mask.numel() else 0
+        return Rollout(self.prompt_ids[index, p0:], prompt_mask[:, p0:], self.response_ids[index, :r1],
+                       mask[:, :r1], self.old_logp[index, :r1], self.advantages[index], self.group_ids[index])
+
+
+def _stack_right(rows: Sequence[torch.Tensor], fill: float) -> torch.Tensor:
+    width = max(r.shape[1] for r in rows)
+    return torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=fill) for r in rows])
+
+
+def _stack_left(rows: Sequence[torch.Tensor], fill: float) -> torch.Tensor:
+    width = max(r.shape[1] for r in rows)
+    return torch.cat([torch.nn.functional.pad(r, (width - r.shape[1], 0), value=fill) for r in rows])
+
+
+# -- the trainer --------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config field 'device': {name!r} requested but CUDA is not available")
+    return device
+
+
+def resolve_autocast(dtype: str, device: torch.device) -> torch.dtype | None:
+    if dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+class LocalTrainer:
+    """One algorithm x seed: the policy, its optimizer and schedule, rollouts, updates, evaluation."""
+
+    def __init__(self, cfg, alg, seed: int, base_checkpoint: str | Path, task: TaskData, *,
+                 resume_from: Path | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg, self.alg, self.seed, self.task = cfg, alg, seed, task
+        self.device = resolve_device(cfg.device)
+        self.autocast_dtype = resolve_autocast(cfg.dtype, self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base_checkpoint))
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.eos_id, self.pad_id = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        if self.eos_id is None:
+            raise ValueError(f"{base_checkpoint}: the tokenizer has no eos_token (needed to end responses)")
+        source = resume_from if resume_from is not None else Path(base_checkpoint)
+        self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32).to(self.device)
+        self.model.train()  # no dropout in the supported models; train mode only affects such layers
+        self.reference = None
+        if alg.needs_reference:
+            self.reference = AutoModelForCausalLM.from_pretrained(str(base_checkpoint), dtype=torch.float32)
+            self.reference.to(self.device).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warmup = cfg.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda k: min(1.0, (k + 1) / warmup) if warmup > 0 else 1.0)
+        if resume_from is not None:
+            state = torch.load(resume_from / TRAINER_STATE, map_location=self.device, weights_only=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.order = PromptOrder(len(task.train), cfg.rollout_batch_size, cfg.max_gen_batches, seed)
+        self._prompt_cache: dict[str, list[int]] = {}
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def encode_prompt(self, problem_text: str) -> list[int]:
+        ids = self._prompt_cache.get(problem_text)
+        if ids is None:
+            ids = self.tokenizer(self.task.prompt_text(problem_text), add_special_tokens=False)["input_ids"]
+            if len(self._prompt_cache) < 200_000:
+                self._prompt_cache[problem_text] = ids
+        return ids
+
+    def generate(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, top_p: float,
+                 generator: torch.Generator, chunk: int) -> tuple[list[Samples], list[str]]:
+        """Sample one response per prompt, in chunks of `chunk` rows; also decode them."""
+        self.model.eval()
+        parts, texts = [], []
+        for start in range(0, len(prompts), chunk):
+            s = sample(self.model, prompts[start:start + chunk], max_new_tokens=max_new_tokens,
+                       eos_token_id=self.eos_id, pad_token_id=self.pad_id, temperature=temperature,
+                       top_p=top_p, generator=generator, autocast_dtype=self.autocast_dtype)
+            ends = s.lengths - s.finished.long()  # drop the EOS token from the text
+            rows = s.tokens.tolist()
+            texts += self.tokenizer.batch_decode([r[:e] for r, e in zip(rows, ends.tolist(), strict=True)],
+                                                 skip_special_tokens=True)
+            parts.append(s)
+        self.model.train()
+        return parts, texts
+
+    def _generator(self, *parts: Any) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed_for(*parts))
+
+    # -- one training step ----------------------------------------------------------------------------
+
+    def train_step(self, step: int) -> dict[str, Any]:
+        """Roll out, update; returns the metrics line (without timing of the caller's I/O)."""
+        cfg, alg, n = self.cfg, self.alg, self.cfg.samples_per_prompt
+        t0 = time.perf_counter()
+        kept: list[dict] = []
+        first: dict[str, Any] = {}
+        generated_groups = generated_tokens = 0
+        gen_batches = cfg.max_gen_batches if alg.dynamic_sampling else 1
+        for g in range(gen_batches):
+            problems = [self.task.train[i] for i in self.order.indices(step, g)]
+            prompts = [self.encode_prompt(p.problem) for p in problems for _ in range(n)]
+            parts, texts = self.generate(prompts, max_new_tokens=cfg.max_response_length,
+                                         temperature=cfg.temperature, top_p=cfg.top_p,
+                                         generator=self._generator("rollout", self.seed, step, g),
+                                         chunk=len(prompts))
+            s = parts[0]
+            golds = [p.answer for p in problems for _ in range(n)]
+            verdicts = self.task.check(texts, golds)
+            correct = torch.tensor([v.correct for v in verdicts], dtype=torch.bool) & s.finished.cpu()
+            generated_groups += len(problems)
+            generated_tokens += int(s.lengths.sum())
+            if g == 0:
+                first = {"samples": s, "correct": correct}
+            prompt_ids, prompt_mask = left_pad(prompts, self.pad_id, self.device)
+            for j in range(len(problems)):
+                rows = slice(j * n, (j + 1) * n)
+                if alg.keep_group(correct[rows].float()):
+                    kept.append({"prompt_ids": prompt_ids[rows], "prompt_mask": prompt_mask[rows],
+                                 "response_ids": s.tokens[rows], "mask": s.mask[rows], "logp": s.logp[rows],
+                                 "correct": correct[rows], "lengths": s.lengths[rows]})
+            if len(kept) >= cfg.rollout_batch_size:
+                break
+        passed_groups = len(kept)
+        kept = kept[:cfg.rollout_batch_size]
+        gen_time = time.perf_counter() - t0
+
+        # Rollout metrics come from generation batch 0: the same prompts for every algorithm at this step.
+        s0, c0 = first["samples"], first["correct"]
+        lengths0 = s0.lengths.float().cpu()
+        raw0 = torch.where(c0, REWARD_CORRECT, REWARD_INCORRECT)
+        shaped0 = alg.shape_rewards(raw0, lengths0, cfg.max_response_length)
+        metrics: dict[str, Any] = {
+            "step": step,
+            "accuracy": float(c0.float().mean()),
+            "reward": float(shaped0.mean()),
+            "response_length_mean": float(lengths0.mean()),
+            "response_length_median": float(statistics.median(lengths0.tolist())),
+            "truncated_frac": float((~s0.finished).float().mean()),
+            "entropy": float((s0.entropy * s0.mask).sum() / s0.mask.sum().clamp(min=1)),
+            "kept_groups_frac": passed_groups / generated_groups,  # share passing alg.keep_group
+            "gen_batches": g + 1,
+        }
+
+        update: dict[str, Any] = {"loss": None, "grad_norm": None, "updates": 0}
+        lr = self.optimizer.param_groups[0]["lr"]
+        if kept:
+            update = self._update(self._assemble(kept))
+        self.scheduler.step()
+        step_time = time.perf_counter() - t0
+        metrics.update(update)
+        metrics.update({
+            "lr": lr,
+            "tokens_per_s": generated_tokens / step_time,
+            "gen_tokens_per_s": generated_tokens / gen_time,
+            "gen_time_s": gen_time,
+            "step_time_s": step_time,
+        })
+        for key in ("clip_frac_high", "clip_frac_low"):
+            metrics.setdefault(key, None)
+        return metrics
+
+    def _assemble(self, kept: list[dict]) -> Rollout:
+        cfg, alg = self.cfg, self.alg
+        cat = torch.cat
+        correct = cat([k["correct"] for k in kept])
+        lengths = cat([k["lengths"] for k in kept]).float().cpu()
+        n = cfg.samples_per_prompt
+        group_ids = torch.arange(len(kept)).repeat_interleave(n)
+        raw = torch.where(correct, REWARD_CORRECT, REWARD_INCORRECT)
+        rewards = alg.shape_rewards(raw, lengths, cfg.max_response_length)
+        advantages = alg.advantages(rewards, group_ids)
+        rollout = Rollout(
+            prompt_ids=_stack_left([k["prompt_ids"] for k in kept], self.pad_id),
+            prompt_mask=_stack_left([k["prompt_mask"] for k in kept], 0),
+            response_ids=_stack_right([k["response_ids"] for k in kept], self.pad_id),
+            mask=_stack_right([k["mask"] for k in kept], 0.0),
+            old_logp=_stack_right([k["logp"] for k in kept], 0.0),
+            advantages=advantages.to(self.device), group_ids=group_ids.to(self.device),
+        )
+        if cfg.recompute_old_logp:
+            rollout.old_logp = self._forward_logp(self.model, rollout)
+        return rollout
+
+    @torch.no_grad()
+    def _forward_logp(self, model, rollout: Rollout) -> torch.Tensor:
+        out = torch.zeros_like(rollout.old_logp)
+        for index in self._micro_batches(torch.arange(len(rollout.advantages), device=self.device)):
+            part = rollout.rows(index)
+            with self._autocast():
+                logp = response_logp(model, part.prompt_ids, part.prompt_mask, part.response_ids, part.mask,
+                                     self.cfg.temperature)
+            out[index, :logp.shape[1]] = logp.float()
+        return out
+
+    def _micro_batches(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        size = self.cfg.micro_batch_size or len(rows)
+        return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+    def _update(self, rollout: Rollout) -> dict[str, Any]:
+        """The mini-batch updates of one step; returns the loss, grad norm and the algorithm's metrics."""
+        rows_per_update = self.cfg.mini_batch_size * self.cfg.samples_per_prompt
+        num_rows = len(rollout.advantages)
+        sums: dict[str, float] = {}
+        losses, norms = [], []
+        for start in range(0, num_rows, rows_per_update):
+            mini = torch.arange(start, min(num_rows, start + rows_per_update), device=self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, metrics = self.backward_mini_batch(rollout, mini)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            if not torch.isfinite(norm):
+                raise NonFiniteLossError(f"non-finite gradient norm {float(norm)} (update {len(losses) + 1})")
+            self.optimizer.step()
+            losses.append(loss)
+            norms.append(float(norm))
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+        updates = len(losses)
+        out: dict[str, Any] = {key: value / updates for key, value in sums.items()}
+        out.update({"loss": sum(losses) / updates, "grad_norm": sum(norms) / updates, "updates": updates})
+        return out
+
+    def backward_mini_batch(self, rollout: Rollout, mini: torch.Tensor) -> tuple[float, dict[str, float]]:
+        """Accumulate the gradient of `alg.policy_loss` over the rows `mini`, micro-batch by micro-batch.
+
+        Rows are sorted by length first, so each forward pass pads little. Within a micro-batch the
+        forward runs in LENGTH_BUCKETS length-homogeneous passes whose log-probs are put back together
+        before one `policy_loss` call, so the loss is exactly the unbucketed one. Micro-batch losses are
+        weighted by their share of what the aggregation averages over (tokens for token-mean, sequences
+        otherwise): exact for the built-in aggregations, approximate under sequence drops (FIPO) as in
+        verl; with micro_batch_size 0 there is one micro-batch and nothing is approximated.
+        """
+        alg = self.alg
+        lengths = rollout.mask[mini].sum(1) + rollout.prompt_mask[mini].sum(1)
+        mini = mini[torch.sort(lengths, stable=True).indices]
+        mini_tokens = rollout.mask[mini].sum().clamp(min=1)
+        loss_total, sums = 0.0, {}
+        for micro in self._micro_batches(mini):
+            part = rollout.rows(micro)
+            with self._autocast():
+                logp = self._bucketed_logp(self.model, part)
+                ref_logp = None
+                if self.reference is not None:
+                    with torch.no_grad():
+                        ref_logp = self._bucketed_logp(self.reference, part)
+            loss, loss_metrics = alg.policy_loss(logp, part.old_logp, part.advantages, part.mask, ref_logp)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"non-finite loss {float(loss.detach())}")
+            if alg.loss_agg == "token-mean":
+                weight = float(part.mask.sum() / mini_tokens)
+            else:
+                weight = len(micro) / len(mini)
+            (loss * weight).backward()
+            loss_total += float(loss.detach()) * weight
+            for key, value in loss_metrics.items():
+                sums[key] = sums.get(key, 0.0) + value * weight
+        return loss_total, sums
+
+    def _bucketed_logp(self, model, part: Rollout) -> torch.Tensor:
+        """response_logp of `part` (rows sorted by length) in up to LENGTH_BUCKETS passes. [n, R]"""
+        n, width = part.response_ids.shape
+        size = max(MIN_BUCKET_ROWS, -(-n // LENGTH_BUCKETS))
+        pieces = []
+        for start in range(0, n, size):
+            bucket = part.rows(torch.arange(start, min(n, start + size), device=part.mask.device))
+            logp = response_logp(model, bucket.prompt_ids, bucket.prompt_mask, bucket.response_ids,
+                                 bucket.mask, self.cfg.temperature)
+            pieces.append(torch.nn.functional.pad(logp, (0, width - logp.shape[1])))
+        return torch.cat(pieces)
+
+    # -- evaluation -----------------------------------------------------------------------------------
+
+    def evaluate(self, problems: list, *, k: int, temperature: float, top_p: float, max_new_tokens: int,
+                 seed_parts: tuple) -> list[dict]:
+        """Generations of `k` samples per problem, as rows of the eval generations.jsonl schema."""
+        prompts = [self.encode_prompt(p.problem) for p in problems for _ in range(k)]
+        chunk = max(64, self.cfg.rollout_batch_size * self.cfg.samples_per_prompt)
+        parts, texts = self.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                                     top_p=top_p, generator=self._generator("eval", *seed_parts), chunk=chunk)
+        lengths = torch.cat([s.lengths.cpu() for s in parts]).tolist()
+        finished = torch.cat([s.finished.cpu() for s in parts]).tolist()
+        golds = [p.answer for p in problems for _ in range(k)]
+        verdicts = self.task.check(texts, golds)
+        rows = []
+        for i, (text, verdict) in enumerate(zip(texts, verdicts, strict=True)):
+            problem = problems[i // k]
+            rows.append({
+                "problem_id": problem.id, "sample_index": i % k, "response": text, "gold": problem.answer,
+                "extracted": verdict.extracted, "verdict": verdict.verdict,
+                "correct": bool(verdict.correct and finished[i]), "num_tokens": int(lengths[i]),
+                "truncated": not finished[i],
+            })
+        return rows
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def save_checkpoint(self, directory: Path, step: int) -> None:
+        """HF model + tokenizer + optimizer/scheduler state, written to a temporary dir then renamed."""
+        directory = Path(directory)
+        tmp = directory.parent / f".{directory.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(str(tmp))
+        self.tokenizer.save_pretrained(str(tmp))
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "step": step}, tmp / TRAINER_STATE)
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> tuple[int, Path] | None:
+    """(step, dir) of the newest complete checkpoint (one with its trainer state), or None."""
+    best = None
+    if checkpoints_dir.is_dir():
+        for d in checkpoints_dir.iterdir():
+            if d.name.startswith("step-") and (d / TRAINER_STATE).is_file():
+                try:
+                    step = int(d.name.removeprefix("step-"))
+                except ValueError:
+                    continue
+                if best is None or step > best[0]:
+                    best = (step, d)
+    return best
+
+
+def is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

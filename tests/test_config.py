@@ -1,0 +1,114 @@
+"""RunConfig: validation names the field, JSON round trip, layering of preset/file/options/--set."""
+
+import json
+
+import pytest
+
+from fipo_bench.config import ConfigError, RunConfig, apply_sets, build_config
+from fipo_bench.presets import PRESETS
+
+
+def test_json_round_trip_is_identity():
+    cfg = build_config("tiny", sets=["fipo.decay_rate=16", "tiny_recipe.steps=5", "seeds=[0,2]"])
+    again = RunConfig.from_json(cfg.to_json())
+    assert again == cfg
+    assert isinstance(again.seeds, tuple) and again.seeds == (0, 2)
+    assert again.algo_overrides["fipo"]["decay_rate"] == 16
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"mini_batch_size": 3}, "mini_batch_size"),  # 16 prompts do not split into mini-batches of 3
+        ({"lr": -1.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"num_steps": 0}, "num_steps"),
+        ({"num_steps": 2.5}, "num_steps"),
+        ({"samples_per_prompt": 1}, "samples_per_prompt"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"backend": "slurm"}, "backend"),
+        ({"device": "tpu"}, "device"),
+        ({"algos": ()}, "algos"),
+        ({"algos": ("dapo", "dapo")}, "algos"),
+        ({"seeds": (0, -1)}, "seeds"),
+        ({"run_name": "a/b"}, "run_name"),
+        ({"algo_overrides": {"ppo": {"x": 1}}}, "algo_overrides"),
+        ({"model": "Qwen/Qwen2.5-0.5B"}, "dataset"),  # a real model needs a dataset
+        ({"recompute_old_logp": "yes"}, "recompute_old_logp"),
+    ],
+)
+def test_validation_error_names_the_field(changes, field):
+    base = build_config("tiny").to_dict()
+    base.update({k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()})
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+        RunConfig.from_dict(base)
+
+
+def test_unknown_field_in_config_file_names_file_and_field(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"num_steps": 3, "learning_rate": 1e-4}))
+    with pytest.raises(ConfigError, match=r"run\.json.*learning_rate"):
+        build_config("tiny", config_file=path)
+
+
+def test_layers_preset_file_options_sets(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"num_steps": 3, "lr": 2e-4, "eval_k": 2}))
+    cfg = build_config("tiny", config_file=path, options={"num_steps": 5, "seeds": "1,2"}, sets=["lr=3e-4"])
+    assert cfg.eval_k == 2  # from the file
+    assert cfg.num_steps == 5  # options beat the file
+    assert cfg.lr == 3e-4  # --set beats everything
+    assert cfg.seeds == (1, 2)
+    assert cfg.rollout_batch_size == PRESETS["tiny"]["rollout_batch_size"]  # from the preset
+
+
+def test_set_routes_dotted_keys():
+    values = apply_sets({"algos": ["fipo"]}, ["fipo.decay_rate=16", "tiny_task.max_terms=4", "eval_k=3",
+                                              "dtype=bfloat16"])
+    assert values["algo_overrides"] == {"fipo": {"decay_rate": 16}}
+    assert values["tiny_task"] == {"max_terms": 4}
+    assert values["eval_k"] == 3 and values["dtype"] == "bfloat16"  # JSON when it parses, else a string
+    with pytest.raises(ConfigError, match="unknown config field 'learning_rate'"):
+        apply_sets({}, ["learning_rate=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_sets({}, ["lr"])
+
+
+def test_preset_overrides_of_absent_algorithms_are_dropped_but_explicit_ones_are_errors():
+    cfg = build_config("tiny", options={"algos": "grpo"})
+    assert cfg.algo_overrides == {}  # the preset's dapo/fipo overrides do not apply
+    with pytest.raises(ConfigError, match="algo_overrides"):
+        build_config("tiny", options={"algos": "grpo"}, sets=["fipo.decay_rate=16"])
+
+
+def test_default_run_name_is_deterministic_and_tracks_the_config():
+    a = build_config("tiny", options={"algos": "grpo,dapo"})
+    b = build_config("tiny", options={"algos": "grpo,dapo"})
+    c = build_config("tiny", options={"algos": "grpo,dapo"}, sets=["lr=3e-4"])
+    assert a.default_run_name() == b.default_run_name()
+    assert a.default_run_name() != c.default_run_name()
+    # Where results go does not change which run it is.
+    assert a.replace(output_dir="elsewhere").default_run_name() == a.default_run_name()
+
+
+def test_published_presets_carry_the_published_recipe():
+    # DESIGN.md "Presets": 512 prompts x 16, mini-batch 32 (DAPO), lr 1e-6 with 10 warm-up steps, weight
+    # decay 0.1, clip 1.0, max response 20480, overlong buffer 4096, temperature 1, top-p 1.
+    for name in ("qwen2.5-7b-math", "qwen2.5-32b-dapo"):
+        cfg = build_config(name)
+        assert (cfg.rollout_batch_size, cfg.samples_per_prompt, cfg.mini_batch_size) == (512, 16, 32)
+        assert (cfg.lr, cfg.warmup_steps, cfg.weight_decay, cfg.grad_clip) == (1e-6, 10, 0.1, 1.0)
+        assert (cfg.max_response_length, cfg.temperature, cfg.top_p) == (20480, 1.0, 1.0)
+        assert cfg.algo_overrides["dapo"]["overlong_buffer"] == 4096
+    seven = build_config("qwen2.5-7b-math").algo_overrides["fipo"]
+    assert (seven["weight_low"], seven["weight_high"], seven["safety_threshold"]) == (0.8, 1.2, 3.0)
+
+
+def test_every_preset_builds_and_its_algorithm_overrides_are_valid():
+    from fipo_bench.algorithms import get_algorithm
+
+    for name in PRESETS:
+        cfg = build_config(name)
+        for algo in cfg.algos:
+            get_algorithm(algo, **cfg.algo_overrides.get(algo, {}))

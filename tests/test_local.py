@@ -1,0 +1,133 @@
+"""Units of the local trainer: prompt order, gradient accumulation, and its independence from names."""
+
+import io
+import tokenize
+from pathlib import Path
+
+import pytest
+import torch
+
+from fipo_bench.algorithms import get_algorithm, list_algorithms
+from fipo_bench.backends.local import LocalTrainer, PromptOrder, Rollout, TaskData, response_logp
+from fipo_bench.backends.sampler import left_pad
+from fipo_bench.config import build_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_prompt_order_first_batch_does_not_depend_on_refills():
+    a = PromptOrder(num_problems=50, batch_size=8, max_gen_batches=1, seed=3)
+    b = PromptOrder(num_problems=50, batch_size=8, max_gen_batches=10, seed=3)
+    for step in range(1, 20):
+        assert a.indices(step, 0) == b.indices(step, 0)
+    # Refills come from another stream: they never shift what generation batch 0 sees.
+    assert b.indices(2, 1) != b.indices(2, 0)
+
+
+def test_prompt_order_is_a_permutation_per_epoch_and_depends_on_the_seed():
+    order = PromptOrder(num_problems=24, batch_size=8, max_gen_batches=1, seed=0)
+    epoch = [i for step in (1, 2, 3) for i in order.indices(step, 0)]
+    assert sorted(epoch) == list(range(24))
+    assert epoch != list(range(24))
+    other = PromptOrder(num_problems=24, batch_size=8, max_gen_batches=1, seed=1)
+    assert other.indices(1, 0) != order.indices(1, 0)
+
+
+@pytest.fixture(scope="module")
+def random_base(tmp_path_factory):
+    """A randomly initialised tiny model + tokenizer saved as an HF directory (no warm-up needed)."""
+    from fipo_bench.tiny import TinyRecipe
+    from fipo_bench.tiny.warmup import build_base_model
+
+    model, tokenizer = build_base_model(TinyRecipe(hidden_size=32, num_layers=2, num_heads=2, ffn_size=64,
+                                                   max_length=64))
+    path = tmp_path_factory.mktemp("random-base")
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+def make_trainer(base, algo: str, **sets):
+    from fipo_bench.tiny import TinyTask
+
+    cfg = build_config("tiny", options={"algos": algo}, sets=[f"{k}={v}" for k, v in sets.items()])
+    task = TinyTask(test_size=4)
+    data = TaskData(train=task.train_problems(8), evals={}, prompt_text=lambda t: t,
+                    check=lambda r, g: [])
+    alg = get_algorithm(algo, **cfg.algo_overrides.get(algo, {}))
+    return LocalTrainer(cfg, alg, 0, base, data)
+
+
+def random_rollout(trainer, rows: int = 6, seed: int = 0) -> Rollout:
+    """Prompts and responses of different lengths, with old_logp from the model itself."""
+    g = torch.Generator().manual_seed(seed)
+    vocab = trainer.model.config.vocab_size
+    prompts = [torch.randint(4, vocab, (int(torch.randint(2, 6, (1,), generator=g)),), generator=g).tolist()
+               for _ in range(rows)]
+    prompt_ids, prompt_mask = left_pad(prompts, trainer.pad_id)
+    lengths = torch.randint(1, 9, (rows,), generator=g)
+    response_ids = torch.randint(4, vocab, (rows, 8), generator=g)
+    mask = (torch.arange(8)[None] < lengths[:, None]).float()
+    response_ids = torch.where(mask.bool(), response_ids, trainer.pad_id)
+    with torch.no_grad():
+        old = response_logp(trainer.model, prompt_ids, prompt_mask, response_ids, mask, 1.0)
+    old = old + 0.05 * torch.randn(old.shape, generator=g) * mask  # a policy that moved a little
+    advantages = torch.randn(rows, generator=g)
+    return Rollout(prompt_ids, prompt_mask, response_ids, mask, old, advantages, torch.arange(rows) // 3)
+
+
+def gradients(trainer, rollout) -> list[torch.Tensor]:
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.backward_mini_batch(rollout, torch.arange(len(rollout.advantages)))
+    return [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("algo", ["dapo", "grpo"])  # token-mean and seq-mean-token-mean aggregation
+def test_micro_batches_accumulate_the_one_pass_gradient(random_base, algo):
+    whole = make_trainer(random_base, algo)
+    micro = make_trainer(random_base, algo, micro_batch_size=2)
+    rollout = random_rollout(whole)
+    for g_whole, g_micro in zip(gradients(whole, rollout), gradients(micro, rollout), strict=True):
+        torch.testing.assert_close(g_micro, g_whole, atol=1e-6, rtol=1e-5)
+
+
+def test_rollout_rows_trims_padding_without_changing_logp(random_base):
+    trainer = make_trainer(random_base, "dapo")
+    rollout = random_rollout(trainer)
+    index = torch.tensor([1, 4])
+    part = rollout.rows(index)
+    assert part.prompt_mask[:, 0].any() and part.mask.sum(1).max() == part.mask.shape[1]
+    with torch.no_grad():
+        trimmed = response_logp(trainer.model, part.prompt_ids, part.prompt_mask, part.response_ids,
+                                part.mask, 1.0)
+        full = response_logp(trainer.model, rollout.prompt_ids, rollout.prompt_mask, rollout.response_ids,
+                             rollout.mask, 1.0)[index, :part.mask.shape[1]]
+    torch.testing.assert_close(trimmed, full, atol=1e-5, rtol=1e-5)
+
+
+def test_reference_model_only_when_the_algorithm_asks(random_base):
+    for algo in ("grpo", "dapo"):
+        trainer = make_trainer(random_base, algo)
+        assert (trainer.reference is not None) == trainer.alg.needs_reference
+
+
+def _code_tokens(path: Path):
+    """NAME and STRING tokens of a module, docstrings and comments excluded."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(path.read_text()).readline))
+    previous = tokenize.NEWLINE
+    for tok in tokens:
+        is_docstring = tok.type == tokenize.STRING and previous in (tokenize.NEWLINE, tokenize.INDENT,
+                                                                    tokenize.DEDENT, tokenize.NL)
+        if tok.type in (tokenize.NAME, tokenize.STRING) and not is_docstring:
+            yield tok
+        if tok.type not in (tokenize.COMMENT, tokenize.NL):
+            previous = tok.type
+
+
+def test_trainer_code_never_names_an_algorithm():
+    names = set(list_algorithms())
+    assert {"grpo", "dapo", "fipo"} <= names
+    for module in ("fipo_bench/backends/local.py", "fipo_bench/backends/sampler.py", "fipo_bench/runner.py"):
+        for tok in _code_tokens(REPO / module):
+            text = tok.string.strip("'\"").lower() if tok.type == tokenize.STRING else tok.string.lower()
+            assert text not in names, f"{module}:{tok.start[0]} names algorithm {tok.string}"

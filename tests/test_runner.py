@@ -1,0 +1,255 @@
+"""`fipo-bench run` end to end on a micro setting: files and fields, determinism, identical first rollouts,
+resume after SIGKILL, non-finite losses, and a test-only algorithm run through the trainer."""
+
+import dataclasses
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fipo_bench.algorithms.base import Algorithm, hyperparameter
+from fipo_bench.cli import app
+from fipo_bench.io import read_json, read_jsonl
+from fipo_bench.registry import register_algorithm
+
+# A micro task and model: a 150-step warm-up so that some answers are right and updates do something.
+MICRO = [
+    "rollout_batch_size=4", "samples_per_prompt=4", "mini_batch_size=2", "max_response_length=20",
+    "eval_limit=16", "eval_every=2", "checkpoint_every=1", "num_train_problems=400",
+    "tiny_task.max_value=9", "tiny_task.max_terms=3", "tiny_task.test_size=16",
+    "tiny_recipe.steps=150", "tiny_recipe.hidden_size=64", "tiny_recipe.num_layers=2",
+    "tiny_recipe.num_heads=2", "tiny_recipe.ffn_size=128", "tiny_recipe.max_length=64",
+    "tiny_recipe.lr_warmup_steps=10",
+    "max_gen_batches=3",
+]
+METRIC_FIELDS = ("step", "accuracy", "reward", "response_length_mean", "response_length_median", "entropy",
+                 "clip_frac_high", "clip_frac_low", "kept_groups_frac", "tokens_per_s", "step_time_s", "loss",
+                 "grad_norm", "lr")
+TIMING = {"tokens_per_s", "gen_tokens_per_s", "gen_time_s", "step_time_s"}
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "tiny-cache"
+
+
+def args(out: Path, cache: Path, algos: str, run_name: str, *extra: str) -> list[str]:
+    # Overlong shaping scaled to the 20-token limit for the algorithms that shape.
+    shaping = [f"{a}.overlong_buffer=8" for a in algos.split(",") if a in ("dapo", "fipo")]
+    sets = [f"--set={s}" for s in [*MICRO, *shaping, f"base_cache_dir={cache}"]]
+    return ["run", "--algos", algos, "--steps", str(STEPS), "--output-dir", str(out), "--run-name", run_name,
+            "--device", "cpu", *sets, *extra]
+
+
+def invoke(argv: list[str], expect: int = 0):
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == expect, (result.output, result.exception)
+    return result
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, cache_dir):
+    out = tmp_path_factory.mktemp("results")
+    invoke(args(out, cache_dir, "grpo,dapo,fipo", "ref"))
+    return out / "ref"
+
+
+def test_smoke_run_of_each_algorithm_writes_the_documented_files(reference_run):
+    run = read_json(reference_run / "run.json")
+    assert run["status"] == "completed" and run["algos"] == ["grpo", "dapo", "fipo"] and run["seeds"] == [0]
+    assert {"command", "git_commit", "package_versions", "started_at", "finished_at"} <= set(run)
+    for algo in ("grpo", "dapo", "fipo"):
+        d = reference_run / f"{algo}-seed0"
+        assert read_json(d / "status.json") == {"status": "completed", "step": STEPS, "error": None}
+        config = read_json(d / "config.json")
+        assert config["algo"] == algo and config["seed"] == 0 and "hyperparameters" in config
+        metrics = read_jsonl(d / "metrics.jsonl")
+        assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))
+        for m in metrics:
+            assert set(METRIC_FIELDS) <= set(m), set(METRIC_FIELDS) - set(m)
+            for key in ("accuracy", "reward", "response_length_mean", "entropy", "tokens_per_s"):
+                assert math.isfinite(m[key])
+            assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["kept_groups_frac"] <= 1.0
+        evals = read_jsonl(d / "evals.jsonl")
+        assert [e["step"] for e in evals] == [0, 2, 4] and all(e["dataset"] == "tiny" for e in evals)
+        for e in evals:
+            assert 0.0 <= e["eval_accuracy"] <= 1.0 and e["eval_response_length"] > 0
+            step_dir = d / "eval" / "tiny" / f"step-{e['step']}"
+            generations = read_jsonl(step_dir / "generations.jsonl")
+            assert len(generations) == 16  # eval_limit problems x eval_k=1
+            assert e["eval_accuracy"] == pytest.approx(sum(g["correct"] for g in generations) / 16)
+            assert read_json(step_dir / "summary.json")["dataset"] == "tiny"
+        assert (d / "checkpoints" / f"step-{STEPS}" / "config.json").is_file()
+    # FIPO reports its own metrics next to the documented ones.
+    assert "weight_mean" in read_jsonl(reference_run / "fipo-seed0" / "metrics.jsonl")[0]
+
+
+def test_every_algorithm_sees_the_same_first_rollout_and_base_eval(reference_run):
+    algos = ("grpo", "dapo", "fipo")
+    first = {a: read_jsonl(reference_run / f"{a}-seed0" / "metrics.jsonl")[0] for a in algos}
+    for key in ("accuracy", "response_length_mean", "response_length_median", "entropy", "truncated_frac"):
+        assert first["grpo"][key] == first["dapo"][key] == first["fipo"][key], key
+    base = {a: read_jsonl(reference_run / f"{a}-seed0" / "eval" / "tiny" / "step-0" / "generations.jsonl")
+            for a in ("grpo", "dapo", "fipo")}
+    assert base["grpo"] == base["dapo"] == base["fipo"]
+    # ...and training then differs (the runs are not copies of each other).
+    last = {a: read_jsonl(reference_run / f"{a}-seed0" / "metrics.jsonl")[-1] for a in ("grpo", "fipo")}
+    assert last["grpo"]["loss"] != last["fipo"]["loss"]
+
+
+def test_same_seed_twice_gives_identical_metrics_and_a_rerun_skips(reference_run, cache_dir):
+    out = reference_run.parent
+    invoke(args(out, cache_dir, "fipo", "again"))
+    again = read_jsonl(out / "again" / "fipo-seed0" / "metrics.jsonl")
+    assert without_timing(again) == without_timing(read_jsonl(reference_run / "fipo-seed0" / "metrics.jsonl"))
+    # Running the finished command again trains nothing and appends nothing.
+    before = (out / "again" / "fipo-seed0" / "metrics.jsonl").read_text()
+    result = invoke(args(out, cache_dir, "fipo", "again"))
+    assert "already completed" in result.output
+    assert (out / "again" / "fipo-seed0" / "metrics.jsonl").read_text() == before
+
+
+def test_sigkill_mid_run_then_rerun_resumes_to_the_same_numbers(reference_run, cache_dir):
+    out = reference_run.parent
+    argv = [sys.executable, "-m", "fipo_bench.cli", *args(out, cache_dir, "dapo", "killed")]
+    metrics = out / "killed" / "dapo-seed0" / "metrics.jsonl"
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if metrics.exists() and metrics.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = metrics.read_text().count("\n")
+    assert 2 <= killed_at < STEPS
+    assert read_json(out / "killed" / "dapo-seed0" / "status.json")["status"] == "running"
+
+    invoke(args(out, cache_dir, "dapo", "killed"))
+    resumed = read_jsonl(metrics)
+    assert [m["step"] for m in resumed] == list(range(1, STEPS + 1))  # none missing, none duplicated
+    reference = read_jsonl(reference_run / "dapo-seed0" / "metrics.jsonl")
+    assert without_timing(resumed) == without_timing(reference)
+    evals = read_jsonl(out / "killed" / "dapo-seed0" / "evals.jsonl")
+    assert [e["step"] for e in evals] == [0, 2, 4]
+    reference_evals = read_jsonl(reference_run / "dapo-seed0" / "evals.jsonl")
+    assert [e["eval_accuracy"] for e in evals] == [e["eval_accuracy"] for e in reference_evals]
+
+
+# -- test-only algorithms, registered here: the trainer must run them with no name-specific code --------
+
+CALLS = {"policy_loss": 0, "with_reference": 0}
+
+
+@register_algorithm("test-only-reinforce")
+@dataclasses.dataclass(frozen=True)
+class ReinforceWithKL(Algorithm):
+    """Test-only: REINFORCE with a group-mean baseline and a k1 KL term (so it needs a reference)."""
+
+    kl_coef: float = hyperparameter(0.1, "KL weight (test only).")
+
+    @property
+    def needs_reference(self) -> bool:
+        return True
+
+    def advantages(self, rewards, group_ids):
+        sums = torch.zeros(int(group_ids.max()) + 1).index_add_(0, group_ids, rewards)
+        counts = torch.zeros_like(sums).index_add_(0, group_ids, torch.ones_like(rewards))
+        return rewards - (sums / counts)[group_ids]
+
+    def token_loss(self, logp, old_logp, advantages, mask, ref_logp=None):
+        CALLS["policy_loss"] += 1
+        CALLS["with_reference"] += ref_logp is not None
+        mask = mask.float()
+        loss = (-advantages[:, None] * torch.exp(logp - old_logp) + self.kl_coef * (logp - ref_logp)) * mask
+        return loss, mask, {"test_metric": torch.tensor(1.0)}
+
+
+@register_algorithm("test-only-nan")
+@dataclasses.dataclass(frozen=True)
+class NanAfterFourUpdates(ReinforceWithKL):
+    """Test-only: a loss that turns NaN on the 5th call (step 3's first update with 2 updates per step)."""
+
+    def token_loss(self, logp, old_logp, advantages, mask, ref_logp=None):
+        loss, loss_mask, metrics = super().token_loss(logp, old_logp, advantages, mask, ref_logp)
+        CALLS["nan"] = CALLS.get("nan", 0) + 1
+        return (loss * float("nan") if CALLS["nan"] >= 5 else loss), loss_mask, metrics
+
+
+def test_registered_algorithm_runs_and_nan_loss_fails_only_its_run(reference_run, cache_dir):
+    out = reference_run.parent
+    CALLS.update(policy_loss=0, with_reference=0, nan=0)
+    # The NaN algorithm goes first: the other run must still complete after it failed.
+    result = invoke(args(out, cache_dir, "test-only-nan,test-only-reinforce", "custom"), expect=1)
+    root = out / "custom"
+    status = read_json(root / "test-only-nan-seed0" / "status.json")
+    assert status["status"] == "failed" and "non-finite" in status["error"]
+    assert status["step"] == 2 and "checkpoints/step-2" in status["error"]
+    assert (root / "test-only-nan-seed0" / "checkpoints" / "step-2" / "trainer_state.pt").is_file()
+    assert not (root / "test-only-nan-seed0" / "checkpoints" / "step-3").exists()
+    assert [m["step"] for m in read_jsonl(root / "test-only-nan-seed0" / "metrics.jsonl")] == [1, 2]
+    assert "failed" in result.output
+
+    ok = read_jsonl(root / "test-only-reinforce-seed0" / "metrics.jsonl")
+    assert [m["step"] for m in ok] == list(range(1, STEPS + 1))
+    assert read_json(root / "test-only-reinforce-seed0" / "status.json")["status"] == "completed"
+    assert all(m["updates"] == 2 and m["test_metric"] == 1.0 for m in ok)
+    assert CALLS["with_reference"] == CALLS["policy_loss"] > 0  # the reference model was used every time
+    assert read_json(root / "run.json")["status"] == "failed"
+
+
+def test_bad_algorithm_setting_fails_before_anything_is_written(tmp_path):
+    # DAPO's overlong buffer must be shorter than the response limit (64 in the tiny preset).
+    result = invoke(["run", "--algos", "dapo", "--output-dir", str(tmp_path),
+                     "--set", "dapo.overlong_buffer=100"], expect=2)
+    assert "algo_overrides.dapo" in result.output and "overlong_buffer" in result.output
+    assert list(tmp_path.iterdir()) == []
+    result = invoke(["run", "--algos", "nosuchalgo", "--output-dir", str(tmp_path)], expect=2)
+    assert "nosuchalgo" in result.output and list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text('{"num_steps": 7, "eval_k": 3}')
+    result = invoke(["run", "--algos", "grpo,fipo", "--seeds", "0,1", "--config", str(config), "--output-dir",
+                     str(tmp_path / "out"), "--dry-run"])
+    assert '"num_steps": 7' in result.output and '"eval_k": 3' in result.output
+    assert "fipo-seed1" in result.output and not (tmp_path / "out").exists()
+
+
+def test_model_and_dataset_path_uses_the_dataset_checker(reference_run, tmp_path):
+    """--model DIR --dataset FILE: prompts from a jsonl file, verdicts from fipo_bench.evals.check_answers."""
+    import json
+
+    base = read_json(reference_run / "grpo-seed0" / "config.json")["base_checkpoint"]
+    data = tmp_path / "sums.jsonl"
+    rows = [{"problem": f"{a}+{b}?", "answer": str(a + b)} for a in range(1, 9) for b in (2, 5)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    invoke(["run", "--algos", "grpo", "--model", base, "--dataset", str(data), "--steps", "1", "--output-dir",
+            str(tmp_path / "out"), "--run-name", "file", "--device", "cpu", "--set", "prompt_template=raw",
+            "--set", f'eval_datasets=["{data}"]', "--set", "max_response_length=20", "--set",
+            "rollout_batch_size=4", "--set", "samples_per_prompt=4", "--set", "mini_batch_size=2"])
+    d = tmp_path / "out" / "file" / "grpo-seed0"
+    generations = read_jsonl(d / "eval" / "sums" / "step-1" / "generations.jsonl")
+    assert len(generations) == len(rows)
+    from fipo_bench.evals import check_answer
+
+    for g in generations:  # the stored verdicts are the dataset checker's (a finished response)
+        if not g["truncated"]:
+            assert g["correct"] == check_answer(g["response"], g["gold"]).correct
+    assert [e["step"] for e in read_jsonl(d / "evals.jsonl")] == [0, 1]
