@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (installed by .ci/run)")
 
 import torch  # noqa: E402
-from fipo_bench.algorithms import get_algorithm  # noqa: E402
 
+from fipo_bench.algorithms import get_algorithm  # noqa: E402
 from fipo_bench.backends.openrlhf import plugin, translate  # noqa: E402
 from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
 from fipo_bench.config import RunConfig  # noqa: E402

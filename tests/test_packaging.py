@@ -20,7 +20,8 @@ def _python(code: str, cwd: Path, env_path: str | None = None) -> str:
 
 def test_wheel_maps_algorithms_and_evals_under_fipo_bench(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(REPO)],
         check=True,
         capture_output=True,
     )
