@@ -1,4 +1,5 @@
-"""Evaluation datasets: AIME 2024/2025, AMC 2023, MATH-500 and GSM8K by name, or any local file.
+"""Datasets: AIME 2024/2025, AMC 2023, MATH-500, GSM8K and the DAPO-Math-17k training set by name, or
+any local file.
 
 Sources: a named dataset loads from a data directory (`data_dir` or $FIPO_BENCH_DATA, files named as
 in DATASETS) when one is given, else from the Hugging Face Hub through `datasets` (`pip install
@@ -8,15 +9,23 @@ Gold answers are normalized on load, per dataset:
 - AIME: integers 0-999, stored with leading zeros in some copies ("025" -> "25");
 - AMC 2023: stored as floats ("27.0" -> "27");
 - GSM8K: a worked solution ending in "#### 1,234" -> "1234";
-- MATH-500 and local files: the LaTeX answer, stripped; integers written as such ("007" -> "7").
+- MATH-500, DAPO-Math-17k and local files: the LaTeX answer, stripped; integers as such ("007" -> "7").
+
+DAPO-Math-17k (BytedTsinghua-SIA/DAPO-Math-17k, the DAPO and FIPO training set) stores each problem
+inside its chat prompt, already wrapped in the `dapo` template, with the answer in
+`reward_model.ground_truth`, and repeats its ~17k problems many times: rows are unwrapped to the bare
+problem (the trainer applies the template itself) and repeated problems are kept once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from fipo_bench.evals.prompts import TEMPLATES
 
 DATA_DIR_ENV = "FIPO_BENCH_DATA"
 
@@ -51,6 +60,24 @@ class DatasetSpec:
     """Candidate problem fields, first present wins (copies of one benchmark disagree)."""
     id_fields: tuple[str, ...] = ("id", "unique_id")
     """Candidate id fields, first present wins; none present -> row index."""
+    unwrap_row: Callable[[dict, str], dict] | None = None
+    """Maps a stored row (and where it is, for errors) to one with `problem` and `answer` fields."""
+    dedupe: bool = False
+    """Keep only the first row of each problem text (for sets stored with repeats)."""
+
+
+def unwrap_dapo_math_row(row: dict, where: str) -> dict:
+    """A DAPO-Math-17k row -> {"problem", "answer"}: the problem cut out of its `dapo`-templated prompt."""
+    head, _, tail = TEMPLATES["dapo"].partition("{problem}")
+    try:
+        content = row["prompt"][0]["content"]
+        answer = row["reward_model"]["ground_truth"]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"{where}: expected DAPO-Math-17k fields prompt[0].content and "
+                         f"reward_model.ground_truth (found: {', '.join(map(str, row))})") from None
+    if not (isinstance(content, str) and content.startswith(head) and content.endswith(tail)):
+        raise ValueError(f"{where}: prompt[0].content is not wrapped in the DAPO prompt template")
+    return {"problem": content[len(head): len(content) - len(tail)], "answer": answer}
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -60,6 +87,10 @@ DATASETS: dict[str, DatasetSpec] = {
     "math500": DatasetSpec("math500.jsonl", "HuggingFaceH4/MATH-500", "test", "latex"),
     "gsm8k": DatasetSpec(
         "gsm8k_test.jsonl", "openai/gsm8k", "test", "gsm8k", hub_config="main", problem_fields=("question",)
+    ),
+    "dapo-math-17k": DatasetSpec(
+        "dapo-math-17k.parquet", "BytedTsinghua-SIA/DAPO-Math-17k", "train", "latex",
+        unwrap_row=unwrap_dapo_math_row, dedupe=True,
     ),
 }
 
@@ -195,6 +226,14 @@ def load_dataset(
             rows = _read_rows(path)
         else:
             rows = _hub_rows(name, spec)
+        if spec.unwrap_row is not None:
+            rows = [(where, spec.unwrap_row(row, where) if isinstance(row, dict) else row)
+                    for where, row in rows]
+        if spec.dedupe:
+            first_seen: dict[str, tuple[str, object]] = {}
+            for where, row in rows:
+                first_seen.setdefault(row.get("problem") if isinstance(row, dict) else where, (where, row))
+            rows = list(first_seen.values())
         problems = _to_problems(rows, spec.problem_fields, "answer", spec.id_fields, spec.answer_kind)
     else:
         path = Path(name).expanduser()

@@ -39,7 +39,7 @@ _PUBLISHED: dict[str, Any] = {
     "eval_top_p": 0.7,  # [DAPO] evaluation: top-p 0.7
     "eval_every": 5,  # verl recipe: test_freq=5
     "checkpoint_every": 5,
-    "dataset": "BytedTsinghua-SIA/DAPO-Math-17k",  # [DAPO] training set
+    "dataset": "dapo-math-17k",  # [DAPO] training set, BytedTsinghua-SIA/DAPO-Math-17k on the Hub
     "prompt_template": "dapo",
     # Overlong reward shaping buffer: [DAPO] Sec. 3.4 / verl recipe overlong_buffer_len = 4 * 1024.
     "algo_overrides": {name: {"overlong_buffer": 4096} for name in ("dapo", "fipo", "fipo-7b")},

@@ -156,6 +156,30 @@ def test_hub_path_with_a_fake_datasets_module(monkeypatch):
     assert calls == [("HuggingFaceH4/aime_2024", None, "train"), ("openai/gsm8k", "main", "test")]
 
 
+def test_dapo_math_17k_rows_are_unwrapped_and_deduplicated(monkeypatch):
+    from fipo_bench.evals.prompts import format_prompt
+
+    def row(problem, answer, index):
+        return {"data_source": "math_dapo", "prompt": [{"role": "user", "content": format_prompt(problem)}],
+                "reward_model": {"style": "rule-lighteval/MATH_v2", "ground_truth": answer},
+                "extra_info": {"index": index}}
+
+    stored = [row("What is {1+1}?", "2", "a"), row("Find $x$.", "007", "b"), row("What is {1+1}?", "2", "c")]
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda *a, **k: stored))
+    monkeypatch.delenv("FIPO_BENCH_DATA", raising=False)
+    # The third row repeats the first problem; ids are the positions of the kept rows.
+    expected = [Problem("0", "What is {1+1}?", "2"), Problem("1", "Find $x$.", "7")]
+    assert load_dataset("dapo-math-17k") == expected
+
+    stored[1] = {"prompt": [{"role": "user", "content": "no template"}],
+                 "reward_model": {"ground_truth": "1"}}
+    with pytest.raises(ValueError, match="row 2: prompt.0..content is not wrapped in the DAPO prompt"):
+        load_dataset("dapo-math-17k")
+    stored[1] = {"problem": "p", "answer": "1"}
+    with pytest.raises(ValueError, match="row 2: expected DAPO-Math-17k fields"):
+        load_dataset("dapo-math-17k")
+
+
 def test_hub_without_datasets_explains_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     monkeypatch.delenv("FIPO_BENCH_DATA", raising=False)
@@ -185,7 +209,8 @@ def test_normalize_gold_rejects(answer, kind):
 
 
 def test_dataset_table_names_match_the_offline_files(shared_data_dir):
-    assert {spec.file for spec in DATASETS.values()} <= {p.name for p in shared_data_dir.iterdir()}
+    benchmarks = {spec.file for name, spec in DATASETS.items() if name != "dapo-math-17k"}  # a training set
+    assert benchmarks <= {p.name for p in shared_data_dir.iterdir()}
 
 
 DAPO_PROMPT = (

@@ -58,7 +58,7 @@ def seed_for(*parts: Any) -> int:
 
 @dataclass
 class Verdict:
-    """The parts of a checker result the trainer uses (evals.CheckResult and tiny.TaskCheck both fit)."""
+    """The parts of a checker result the trainer uses (fipo_bench.evals.CheckResult fits)."""
 
     verdict: str
     extracted: str | None
