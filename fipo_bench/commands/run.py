@@ -68,10 +68,10 @@ class RichReporter:
 
 def summary_table(results) -> Table:
     table = Table(title="fipo-bench run: summary")
-    columns = ("run", "status", "steps", "eval dataset", "acc step 0", "acc final", "len step 0", "len final",
-               "time")
+    columns = ("run", "status", "steps", "eval", "acc start", "acc end", "len start", "len end", "time")
     for col in columns:
-        table.add_column(col, justify="left" if col in ("run", "status", "eval dataset") else "right")
+        text = col in ("run", "status", "eval")
+        table.add_column(col, justify="left" if text else "right", no_wrap=text)
     for r in results:
         by_dataset: dict[str, list[dict]] = {}
         for row in r.evals:
