@@ -1,6 +1,8 @@
 """Adversarial model output: nothing it contains runs, no verdict takes longer than its timeout + 1 s,
 and the checker keeps working afterwards."""
 
+import os
+import signal
 import sys
 import threading
 import time
@@ -170,9 +172,50 @@ def test_a_worker_killed_while_idle_is_replaced():
     try:
         pool.warm_up(1)
         for worker in pool._idle:
-            worker.process.kill()  # as if the OOM killer had struck
-            worker.process.wait()
-        assert pool.equal("\\sqrt{4}", "2", 5.0) == "correct"  # retried on the standby
+            os.kill(worker.pid, signal.SIGKILL)  # as if the OOM killer had struck
+            while not worker.has_exited():
+                time.sleep(0.01)
+        assert pool.equal("\\sqrt{4}", "2", 5.0) == "correct"  # retried on a fresh fork
         assert pool.equal("\\sqrt{9}", "4", 5.0) == "incorrect"
     finally:
         pool.close()
+
+
+def test_a_replacement_after_a_timeout_is_a_fork_that_answers_at_once():
+    """After a kill the next check runs on a fork of the warm zygote: a new process (new pid) that
+    needs no import, so it answers well within the bound (a fresh interpreter needs about a second)."""
+    pool = SymbolicPool(1)
+    try:
+        pool.warm_up(1)
+        (first,) = pool._idle
+        assert pool.equal("9^{9^{9^{9}}}", "3", 1.0) == "timeout"
+        assert _gone_within(first.pid, 5.0)  # killed and reaped, not left running
+        assert pool.equal("\\sqrt{8}", "2\\sqrt{2}", TIMEOUT) == "correct"
+        assert pool.equal("x^2+2x+1", "(x+2)^2", TIMEOUT) == "incorrect"  # (x+2)^2 = x^2+4x+4
+        (second,) = pool._idle
+        assert second.pid != first.pid
+        assert second.pid != pool._zygote._process.pid
+    finally:
+        pool.close()
+
+
+def test_closing_the_pool_ends_the_zygote_and_its_workers():
+    pool = SymbolicPool(2)
+    pool.warm_up(2)
+    pids = [worker.pid for worker in pool._idle]
+    zygote = pool._zygote._process
+    pool.close()
+    assert zygote.poll() is not None
+    assert all(_gone_within(pid, 5.0) for pid in pids)  # killed and reaped by the zygote
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Whether `pid` names no process (not even a zombie) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.01)
+    return False
