@@ -9,7 +9,6 @@ for the whole batch). torch, transformers and vllm are imported inside the funct
 from __future__ import annotations
 
 import hashlib
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -143,26 +142,11 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
     return results  # type: ignore[return-value]
 
 
-def sample_next_tokens(logits, temperature: float, top_p: float, generators: list) -> object:
-    """One token per row from logits [B, V]: greedy when temperature == 0, else temperature + nucleus
-    sampling with row b drawn from generators[b]. Returns token ids [B]."""
-    import torch
-
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)  # [B, V]
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)  # [B, V]
-        # keep the smallest prefix whose mass reaches top_p: drop a token if the mass before it does
-        drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.stack([torch.multinomial(probs[b], 1, generator=g)[0] for b, g in enumerate(generators)])
-
-
 def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress) -> list[list[Generation]]:
     import torch
     from transformers import AutoModelForCausalLM
+
+    from fipo_bench.sampling import sample
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -179,18 +163,20 @@ def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
     # Similar prompt lengths in a batch waste less padding; the order does not change any sample.
     requests.sort(key=lambda r: len(prompt_ids[r[0]]))
     results: list[list[Generation | None]] = [[None] * config.k for _ in prompts]
-    eos = torch.tensor(sorted(eos_ids), device=device, dtype=torch.long)
     for start in range(0, len(requests), batch_size):
         part = requests[start : start + batch_size]
         generators = [
             torch.Generator(device=device).manual_seed(sample_seed(config.seed, i, j)) for i, j in part
         ]
-        token_lists = _sample_batch(
-            model, [prompt_ids[i] for i, _ in part], config, generators, eos, pad_id, device
+        samples = sample(
+            model, [prompt_ids[i] for i, _ in part], max_new_tokens=config.max_new_tokens,
+            eos_token_id=sorted(eos_ids), pad_token_id=pad_id, temperature=config.temperature,
+            top_p=config.top_p, generator=generators,
         )
-        for (i, j), (tokens, ended) in zip(part, token_lists, strict=True):
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
-            results[i][j] = Generation(text, len(tokens), not ended)
+        rows = zip(samples.tokens.tolist(), samples.lengths.tolist(), samples.finished.tolist(), strict=True)
+        for (i, j), (tokens, length, ended) in zip(part, rows, strict=True):
+            text = tokenizer.decode(tokens[:length], skip_special_tokens=True)
+            results[i][j] = Generation(text, length, not ended)
         if on_progress:
             on_progress(len(part))
     return results  # type: ignore[return-value]
@@ -208,48 +194,3 @@ def _as_set(value) -> set:
     if value is None:
         return set()
     return set(value) if isinstance(value, (list, tuple, set)) else {value}
-
-
-def _sample_batch(model, prompt_ids, config, generators, eos, pad_id, device) -> list[tuple[list[int], bool]]:
-    """KV-cached sampling of one left-padded batch; returns (tokens incl. EOS, ended) per row."""
-    import torch
-
-    batch = len(prompt_ids)
-    width = max(len(p) for p in prompt_ids)
-    input_ids = torch.full((batch, width), pad_id, dtype=torch.long)  # [B, P]
-    attention = torch.zeros((batch, width), dtype=torch.long)  # [B, P]
-    for b, ids in enumerate(prompt_ids):
-        input_ids[b, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention[b, width - len(ids) :] = 1
-    input_ids, attention = input_ids.to(device), attention.to(device)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)  # [B, P]
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)  # [B]
-    generated = []
-    # transformers 5 renamed the KV-cache argument and output `past_key_values` -> `cache`.
-    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    with torch.no_grad():
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
-        for _ in range(config.max_new_tokens):
-            logits = out.logits[:, -1, :]  # [B, V]
-            next_tokens = sample_next_tokens(logits, config.temperature, config.top_p, generators)
-            next_tokens = next_tokens.masked_fill(finished, pad_id)  # [B]
-            generated.append(next_tokens)
-            finished = finished | torch.isin(next_tokens, eos)
-            if bool(finished.all()):
-                break
-            attention = torch.cat([attention, attention.new_ones((batch, 1))], dim=-1)  # [B, P + t]
-            positions = positions[:, -1:] + 1  # [B, 1]
-            out = model(
-                input_ids=next_tokens[:, None],
-                attention_mask=attention,
-                position_ids=positions,
-                use_cache=True,
-                **{cache_name: out[cache_name]},
-            )
-    tokens = torch.stack(generated, dim=1).tolist()  # [B, T]
-    eos_set = set(eos.tolist())
-    rows = []
-    for row in tokens:
-        end = next((t for t, tok in enumerate(row) if tok in eos_set), None)
-        rows.append((row[: end + 1], True) if end is not None else (row, False))
-    return rows

@@ -9,8 +9,8 @@ import torch
 
 from fipo_bench.algorithms import get_algorithm, list_algorithms
 from fipo_bench.backends.local import LocalTrainer, PromptOrder, Rollout, TaskData, response_logp
-from fipo_bench.backends.sampler import left_pad
 from fipo_bench.config import build_config
+from fipo_bench.sampling import left_pad
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def _code_tokens(path: Path):
 def test_trainer_code_never_names_an_algorithm():
     names = set(list_algorithms())
     assert {"grpo", "dapo", "fipo"} <= names
-    for module in ("fipo_bench/backends/local.py", "fipo_bench/backends/sampler.py", "fipo_bench/runner.py"):
+    for module in ("fipo_bench/backends/local.py", "fipo_bench/sampling.py", "fipo_bench/runner.py"):
         for tok in _code_tokens(REPO / module):
             text = tok.string.strip("'\"").lower() if tok.type == tokenize.STRING else tok.string.lower()
             assert text not in names, f"{module}:{tok.start[0]} names algorithm {tok.string}"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fipo_bench.backends.local import response_logp
-from fipo_bench.backends.sampler import left_pad, nucleus_filter, sample
+from fipo_bench.sampling import left_pad, nucleus_filter, sample
 
 PAD, NO_EOS = 0, 10_000
 
@@ -138,3 +138,39 @@ def test_same_generator_seed_same_samples(model):
 
     assert torch.equal(draw(5), draw(5))
     assert not torch.equal(draw(5), draw(6))
+
+
+def test_per_row_generators_make_each_sample_independent_of_its_batch(model):
+    """With one generator per prompt, a row's sample is the same alone, in any batch, in any order, even
+    as finished rows leave the batch."""
+    prompts = PROMPTS * 3
+    seeds = list(range(100, 100 + len(prompts)))
+
+    def run(indices, eos):
+        gens = [torch.Generator().manual_seed(seeds[i]) for i in indices]
+        s = sample(model, [prompts[i] for i in indices], max_new_tokens=10, eos_token_id=eos,
+                   pad_token_id=PAD, temperature=1.0, top_p=0.9, generator=gens)
+        return {i: s.tokens[r, : int(s.lengths[r])].tolist() for r, i in enumerate(indices)}
+
+    # Make the most frequently sampled token the EOS, so that rows end early and leave the batch.
+    free = run(list(range(len(prompts))), NO_EOS)
+    eos = max(range(12), key=lambda tok: sum(tokens.count(tok) for tokens in free.values()))
+    together = run(list(range(len(prompts))), eos)
+    assert any(len(tokens) < 10 for tokens in together.values())  # some rows did end early
+    assert run(list(reversed(range(len(prompts)))), eos) == together
+    assert {i: run([i], eos)[i] for i in range(len(prompts))} == together
+    with pytest.raises(ValueError, match="3 generators for 15 prompts"):
+        sample(model, prompts, max_new_tokens=2, eos_token_id=1, pad_token_id=PAD,
+               generator=[torch.Generator()] * 3)
+
+
+def test_several_eos_ids_end_a_row_at_the_first_of_them(model):
+    free = sample(model, PROMPTS, max_new_tokens=12, eos_token_id=NO_EOS, pad_token_id=PAD, temperature=0)
+    eos_a, eos_b = free.tokens[0, 3].item(), free.tokens[1, 5].item()
+    both = sample(model, PROMPTS, max_new_tokens=12, eos_token_id=[eos_a, eos_b], pad_token_id=PAD,
+                  temperature=0)
+    for i in range(len(PROMPTS)):  # greedy: each row stops right after the first of either id
+        row = free.tokens[i].tolist()
+        stop = next((t + 1 for t, token in enumerate(row) if token in (eos_a, eos_b)), 12)
+        assert both.tokens[i, :stop].tolist() == row[:stop] and int(both.lengths[i]) == stop
+        assert bool(both.finished[i]) == (stop < 12 or row[11] in (eos_a, eos_b))

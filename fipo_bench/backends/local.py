@@ -1,7 +1,7 @@
 """The one-process RL trainer of `fipo-bench run --backend local` (CPU or one GPU).
 
 One training step:
-  1. rollout: B prompts x G samples from the current policy (fipo_bench.backends.sampler, KV cache);
+  1. rollout: B prompts x G samples from the current policy (fipo_bench.sampling, KV cache);
      the sampler's generator is seeded from (seed, step, generation batch), never from a shared RNG
      stream, so every algorithm with the same seed sees the same prompts and the same first rollout;
   2. rewards from the checker (+1 correct, -1 otherwise, as DAPO's rule reward; a response cut at the
@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from fipo_bench.backends.sampler import Samples, left_pad, sample
+from fipo_bench.sampling import Samples, left_pad, sample
 
 REWARD_CORRECT, REWARD_INCORRECT = 1.0, -1.0  # DAPO (arXiv 2503.14476) eq. 9: rule-based +1 / -1
 TRAINER_STATE = "trainer_state.pt"

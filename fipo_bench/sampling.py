@@ -1,5 +1,8 @@
 """Batched autoregressive sampling with a KV cache that also returns the policy's log-probs.
 
+The one sampler of the project: the local trainer's rollouts and the transformers path of
+`fipo-bench eval` both call `sample`.
+
 One prefill over the left-padded prompts, then one single-token forward per step for the whole batch
 (the per-step Python work is a handful of tensor ops, no per-sequence loops). Rows that emitted EOS
 are dropped from the batch and the KV cache once they are an eighth of it, so the cost follows the
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,15 +68,25 @@ def sample(
     prompts: list[list[int]],
     *,
     max_new_tokens: int,
-    eos_token_id: int,
+    eos_token_id: int | Sequence[int],
     pad_token_id: int,
     temperature: float = 1.0,
     top_p: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> Samples:
-    """Sample one response per prompt. temperature 0 = greedy (log-probs then at temperature 1)."""
+    """Sample one response per prompt. temperature 0 = greedy (log-probs then at temperature 1).
+
+    `eos_token_id`: one id or several (a model's generation config may list more than its tokenizer).
+    `generator`: one for the whole batch, or one per prompt, so that each row's sample depends only on
+    its own generator and not on which other prompts share the batch (evaluation seeds per sample).
+    """
     device = next(model.parameters()).device
+    per_row_generators = isinstance(generator, Sequence)
+    if per_row_generators and len(generator) != len(prompts):
+        raise ValueError(f"got {len(generator)} generators for {len(prompts)} prompts")
+    eos_ids = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else sorted(set(eos_token_id)),
+                           dtype=torch.long, device=device)
     input_ids, prompt_mask = left_pad(prompts, pad_token_id, device)
     batch, prompt_len = input_ids.shape
     attention = torch.zeros((batch, prompt_len + max_new_tokens), dtype=torch.long, device=device)
@@ -102,7 +116,12 @@ def sample(
         logp_all = logits.log_softmax(dim=-1)
         if temperature > 0:
             sampling_logits = nucleus_filter(logits, top_p) if top_p < 1.0 else logits
-            token = torch.multinomial(sampling_logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+            probs = sampling_logits.softmax(dim=-1)  # [b, V]
+            if per_row_generators:
+                token = torch.stack([torch.multinomial(probs[i], 1, generator=generator[row])[0]
+                                     for i, row in enumerate(rows.tolist())])
+            else:
+                token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         else:
             token = logits.argmax(dim=-1)
         live = rows[alive]
@@ -110,7 +129,7 @@ def sample(
         logps[live, t] = logp_all.gather(-1, token[:, None]).squeeze(-1)[alive]
         entropies[live, t] = -(logp_all.exp() * logp_all).sum(-1)[alive]
         lengths[live] += 1
-        ended = alive & (token == eos_token_id)
+        ended = alive & torch.isin(token, eos_ids)
         finished[rows[ended]] = True
         alive &= ~ended
         steps = t + 1
