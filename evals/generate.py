@@ -151,7 +151,7 @@ def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tokenizer = load_tokenizer(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, **_dtype_kwarg(dtype)).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
     eos_ids = {tokenizer.eos_token_id} | _as_set(getattr(model.generation_config, "eos_token_id", None))
     eos_ids.discard(None)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
@@ -180,14 +180,6 @@ def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
         if on_progress:
             on_progress(len(part))
     return results  # type: ignore[return-value]
-
-
-def _dtype_kwarg(dtype) -> dict:
-    """transformers >= 4.56 calls the argument `dtype`; older versions only know `torch_dtype`."""
-    import transformers
-
-    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
-    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
 def _as_set(value) -> set:
