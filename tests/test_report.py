@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fipo_bench.report import build_report, write_report
-from fipo_bench.stats import (
+from fipo_bench.report.stats import (
     align_on_common_steps,
     first_step_reaching,
     normalized_auc,
@@ -181,7 +181,9 @@ def test_eval_table_shows_the_known_numbers(demo):
     # Sign flips of the 3 non-zero ones: |sum| = 1 only with all signs equal -> p = 2/8 = .25.
     low, high = bootstrap_ci([0.125, 0.5, 0.0, 0.375])
     assert fipo[10] == f"+25.0 [{100 * low:+.1f}, {100 * high:+.1f}]"
-    assert fipo[11] == "0.250"
+    # That bootstrap CI excludes 0 (no resample of 4 problems is all-zero often enough) while p = .25: the
+    # table flags the disagreement instead of showing the two side by side without a word.
+    assert low > 0 and fipo[11] == "0.250 †"
     (diff,) = report.diffs
     assert (diff.algo, diff.seeds, diff.num_problems) == ("fipo", (0, 1), 4)
     assert diff.mean == pytest.approx(0.25) and diff.p_value == pytest.approx(0.25)
@@ -399,3 +401,46 @@ def test_reads_what_the_evals_writer_writes(tmp_path):
     dapo_row = markdown_rows((out / "report.md").read_text(), "Evaluation: aime24")["dapo"]
     # pass@2 with n = 2 samples: 1 if any sample is correct -> (1 + 0 + 1) / 3; no lengths -> "-".
     assert dapo_row[5] == "66.7" and dapo_row[7:10] == ["-", "-", "-"]
+
+
+def test_a_ci_that_disagrees_with_the_test_is_flagged_and_explained(demo):
+    from fipo_bench.report.compare import PairedDiff
+    from fipo_bench.report.plots import diff_annotation, diff_label
+
+    _, out, report, _ = demo
+    (diff,) = report.diffs
+    assert diff.tests_disagree  # CI above 0, p = .25
+    text = (out / "report.md").read_text()
+    caption = text.split("## Evaluation: aime24", 1)[1].split("## ", 1)[0]
+    assert "† The bootstrap CI and the permutation test disagree" in caption
+    assert "the p-value decides" in caption
+    assert any("disagree about 5% significance" in n and "not significant" in n for n in report.notes)
+    assert "CI and test disagree: not significant by the test" in diff_annotation(diff)
+
+    def paired(ci, p, seeds=(0, 1)):
+        return PairedDiff("d", "fipo", "dapo", seeds, 30, 0.1, ci, p)
+
+    # Agreement either way carries no mark; a CI across 0 beside p < .05 is the other disagreement.
+    assert not paired((0.02, 0.2), 0.01).tests_disagree and not paired((-0.02, 0.2), 0.2).tests_disagree
+    assert paired((-0.02, 0.2), 0.01).tests_disagree and paired((-0.3, -0.01), 0.2).tests_disagree
+    assert "disagree" not in diff_annotation(paired((0.02, 0.2), 0.01))
+    # "1 seed", not "1 seeds".
+    assert diff_label(paired((0.02, 0.2), 0.01, seeds=(0,))) == "fipo\n(1 seed, 30 problems)"
+    assert diff_label(diff) == "fipo\n(2 seeds, 4 problems)"
+
+
+def test_repeated_identical_steps_are_read_once_and_conflicting_ones_name_both_lines(tmp_path):
+    results = build_results(tmp_path)
+    metrics = results / "dapo-seed0" / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    # What two processes appending to one run left: steps 3 and 4 again, with other timings.
+    again = [json.dumps({**json.loads(line), "step_time_s": 9.0}) + "\n" for line in lines[2:4]]
+    metrics.write_text("".join(lines[:4] + again + lines[4:]))
+    report = build_report(results)
+    dapo0 = next(r for r in report.runs if r.name == "dapo-seed0")
+    assert [m["step"] for m in dapo0.metrics] == list(range(1, 11))
+    assert any(f"{metrics}:5: repeats line 3" in n for n in report.notes)
+    conflicting = json.dumps({**json.loads(lines[2]), "accuracy": 0.99}) + "\n"
+    metrics.write_text("".join(lines[:4] + [conflicting] + lines[4:]))
+    with pytest.raises(ValueError, match=rf"{metrics}:5: repeats line 3 .*'accuracy'"):
+        build_report(results)

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fipo_bench.report_data import RunData, read_response_lengths
-from fipo_bench.stats import align_on_common_steps
+from fipo_bench.report.compare import PairedDiff, Report
+from fipo_bench.report.data import RunData, read_response_lengths
+from fipo_bench.report.stats import align_on_common_steps
+from fipo_bench.report.tables import DISAGREE_MARK, plural
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-
-    from fipo_bench.report import Report
 
 # Okabe-Ito without yellow (too light on white) first; black last.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -263,6 +263,20 @@ def _length_figure(report: Report, styles, dataset: str, path: Path) -> bool:
     return True
 
 
+def diff_label(diff: PairedDiff) -> str:
+    return f"{diff.algo}\n({plural(len(diff.seeds), 'seed')}, {plural(diff.num_problems, 'problem')})"
+
+
+def diff_annotation(diff: PairedDiff) -> str:
+    """The numbers beside a difference's marker; a CI that disagrees with the test says which one decides."""
+    text = (f"{100 * diff.mean:+.1f} pp [{100 * diff.ci[0]:+.1f}, {100 * diff.ci[1]:+.1f}], "
+            f"p = {diff.p_value:.3g}")
+    if diff.tests_disagree:
+        verdict = "not significant" if diff.p_value >= 0.05 else "significant"
+        text += f" {DISAGREE_MARK}\nCI and test disagree: {verdict} by the test"
+    return text
+
+
 def _diff_figure(report: Report, styles, path: Path) -> bool:
     datasets = [d for d in report.datasets if any(x.dataset == d for x in report.diffs)]
     if not datasets:
@@ -276,13 +290,11 @@ def _diff_figure(report: Report, styles, path: Path) -> bool:
             error = [[100 * (diff.mean - diff.ci[0])], [100 * (diff.ci[1] - diff.mean)]]
             ax.errorbar(100 * diff.mean, y, xerr=error, color=colour, marker=marker, markersize=7, capsize=4,
                         linewidth=2)
-            ax.annotate(f"{100 * diff.mean:+.1f} pp [{100 * diff.ci[0]:+.1f}, {100 * diff.ci[1]:+.1f}], "
-                        f"p = {diff.p_value:.3g}", (100 * diff.mean, y), xytext=(0, 7),
+            ax.annotate(diff_annotation(diff), (100 * diff.mean, y), xytext=(0, 7),
                         textcoords="offset points", ha="center", va="bottom", fontsize=9,
                         bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.8})
         ax.axvline(0.0, color="#444444", linestyle=":", linewidth=1)
-        ax.set_yticks(range(len(diffs)), [f"{x.algo}\n({len(x.seeds)} seeds, {x.num_problems} problems)"
-                                          for x in diffs], fontsize=9)
+        ax.set_yticks(range(len(diffs)), [diff_label(x) for x in diffs], fontsize=9)
         ax.set_ylim(len(diffs) - 0.3, -0.7)  # first algorithm on top
         ax.margins(x=0.25)
         ax.set_xlabel(f"avg@k minus {report.baseline}'s (percentage points), 95% bootstrap CI")
@@ -314,5 +326,6 @@ def write_plots(report: Report, out_dir: Path) -> list[tuple[str, str]]:
     if _diff_figure(report, styles, out_dir / "paired_differences.png"):
         plots.append(("paired_differences.png", f"Paired difference in avg@k against {report.baseline} over "
                                                 "the same problems and seeds, with 95% bootstrap CI and "
-                                                "permutation-test p-value."))
+                                                f"permutation-test p-value ({DISAGREE_MARK}: the two "
+                                                "disagree about 5% significance; the p-value decides)."))
     return plots

@@ -1,6 +1,7 @@
-"""Read one run directory of results/ (layout: results/README.md) into plain records for the report.
+"""Read one run directory of results/ into plain records for the report.
 
-Reads only the files the layout documents and imports no trainer or backend. Optional files (run.json,
+Reads only the files of the layout (fipo_bench.results, results/README.md) and imports no trainer or
+backend. Optional files (run.json,
 config.json, metrics.jsonl, evals.jsonl, eval/) may be missing, e.g. for a run that crashed early; a
 malformed file is an error naming the file, line and field.
 """
@@ -8,17 +9,14 @@ malformed file is an error naming the file, line and field.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fipo_bench.io import iter_jsonl, read_json
+from fipo_bench.results import COMPLETED, RUN_DIR_PATTERN, RUN_STATUSES, STEP_DIR_PATTERN, deduplicated
 
-RUN_DIR_PATTERN = re.compile(r"^(?P<algo>.+)-seed(?P<seed>\d+)$")
-STEP_DIR_PATTERN = re.compile(r"^step-(?P<step>\d+)$")
-COMPLETED = "completed"
 # status.json missing: the run never got far enough to write it, or it was written by something else.
 MISSING_STATUS = "no status.json"
 
@@ -52,7 +50,7 @@ class RunData:
     seed: int
     path: Path
     status: str
-    """"completed", "running", "failed", or MISSING_STATUS."""
+    """One of fipo_bench.results.RUN_STATUSES, or MISSING_STATUS."""
     status_step: int | None
     error: str | None
     metrics: list[dict] = field(default_factory=list)
@@ -99,8 +97,14 @@ def _step(value, where: str) -> int:
     return value
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """metrics.jsonl rows (step + every numeric field), sorted by step; a duplicated step is an error."""
+def read_metrics(path: Path, notes: list[str] | None = None) -> list[dict]:
+    """metrics.jsonl rows (step + every numeric field), sorted by step. A step repeated with the same
+    values (two processes once wrote the run) is read once, with a note; repeated with other values it
+    is an error naming both lines."""
+    _, repeated = deduplicated(path)
+    if repeated and notes is not None:
+        notes.append(f"{len(repeated)} repeated line(s) read once (same values; the next `fipo-bench run` "
+                     f"of the same command removes them): {repeated[0]}")
     rows: dict[int, dict] = {}
     for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
@@ -108,7 +112,7 @@ def read_metrics(path: Path) -> list[dict]:
             raise ValueError(f"{where}: missing field 'step'")
         step = _step(obj["step"], where)
         if step in rows:
-            raise ValueError(f"{where}: step {step} appears twice (a resumed run must not repeat steps)")
+            continue
         row: dict = {"step": step}
         for key, value in obj.items():
             if key == "step" or isinstance(value, (str, list, dict)):
@@ -197,15 +201,15 @@ def read_run(path: Path, notes: list[str]) -> RunData:
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: expected a JSON object")
         status = _require(obj, "status", where)
-        if status not in ("running", "completed", "failed"):
-            raise ValueError(f"{where}: field 'status' must be running|completed|failed, got {status!r}")
+        if status not in RUN_STATUSES:
+            raise ValueError(f"{where}: field 'status' must be {'|'.join(RUN_STATUSES)}, got {status!r}")
         if obj.get("step") is not None:
             status_step = _step(obj["step"], where)
         error = obj.get("error")
     run = RunData(name=path.name, algo=match["algo"], seed=int(match["seed"]), path=path, status=status,
                   status_step=status_step, error=None if error is None else str(error))
     if (path / "metrics.jsonl").is_file():
-        run.metrics = read_metrics(path / "metrics.jsonl")
+        run.metrics = read_metrics(path / "metrics.jsonl", notes)
 
     eval_root = path / "eval"
     if eval_root.is_dir():

@@ -1,0 +1,167 @@
+"""The report's files: report.md, a self-contained report.html (plots embedded as data URIs),
+summary.csv and the PNG plots (fipo_bench.report.plots), each written atomically."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+
+from fipo_bench.io import atomic_write_text
+from fipo_bench.report.compare import Report, build_report
+from fipo_bench.report.plots import write_plots
+from fipo_bench.report.tables import Table, _seeds, all_tables
+from fipo_bench.results import COMPLETED
+
+
+def summary_csv_rows(report: Report) -> list[dict]:
+    """One `aggregate` row per (dataset, algorithm) over completed seeds, one `run` row per run."""
+    diffs = {(d.dataset, d.algo): d for d in report.diffs}
+    speed = {(s.dataset, s.algo): s for s in report.speed}
+    rows = []
+    for e in report.evals:
+        row = {"dataset": e.dataset, "algorithm": e.algo, "kind": "aggregate", "seeds": _seeds(e.seeds),
+               "status": COMPLETED, "step": _seeds(sorted(set(e.steps))), "k": e.k,
+               "num_problems": e.num_problems, "avg_at_k": e.avg_at_k, "avg_at_k_ci_low": e.avg_at_k_ci[0],
+               "avg_at_k_ci_high": e.avg_at_k_ci[1], "cons_at_k": e.cons_at_k, "length_mean": e.length_mean,
+               "length_median": e.length_median, "truncation_rate": e.truncation_rate}
+        row.update({f"pass_at_{j}": v for j, v in e.pass_at_k.items()})
+        if (diff := diffs.get((e.dataset, e.algo))) is not None:
+            row.update({"baseline": diff.baseline, "diff_vs_baseline": diff.mean, "diff_ci_low": diff.ci[0],
+                        "diff_ci_high": diff.ci[1], "diff_p_value": diff.p_value,
+                        "diff_num_problems": diff.num_problems, "diff_seeds": _seeds(diff.seeds)})
+        if (s := speed.get((e.dataset, e.algo))) is not None:
+            row.update({"eval_auc": s.auc, "steps_to_threshold": s.steps_to_threshold,
+                        "threshold": s.threshold})
+        rows.append(row)
+    for run in report.runs:
+        for dataset, by_step in run.evals.items():
+            res = by_step[max(by_step)]
+            row = {"dataset": dataset, "algorithm": run.algo, "kind": "run", "seeds": str(run.seed),
+                   "status": run.status, "step": res.step, "k": res.k, "num_problems": len(res.per_problem),
+                   "avg_at_k": res.avg_at_k, "cons_at_k": res.cons_at_k, "length_mean": res.length_mean,
+                   "length_median": res.length_median, "truncation_rate": res.truncation_rate}
+            row.update({f"pass_at_{j}": v for j, v in res.pass_at_k.items()})
+            rows.append(row)
+        if not run.evals:
+            rows.append({"dataset": "", "algorithm": run.algo, "kind": "run", "seeds": str(run.seed),
+                         "status": run.status, "step": run.last_step()})
+    return rows
+
+
+def _csv_text(rows: list[dict]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: ("" if row.get(c) is None else repr(row[c]) if isinstance(row.get(c), float)
+                             else row[c]) for c in columns})
+    return buffer.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _markdown(report: Report, tables: list[Table], plots: list[tuple[str, str]]) -> str:
+    lines = [f"# fipo-bench report: {report.results_dir.name}", ""]
+    lines += [f"- {key}: {value}" for key, value in _run_facts(report)] + [""]
+    for table in tables:
+        lines += [f"## {table.title}", "", "| " + " | ".join(map(_md_cell, table.columns)) + " |",
+                  "|" + "---|" * len(table.columns)]
+        lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in table.rows]
+        lines += ["", table.caption, ""]
+    if plots:
+        lines += ["## Plots", ""]
+        for filename, caption in plots:
+            lines += [f"![{caption}]({filename})", "", caption, ""]
+    lines += ["## Method", "", *[f"- {m}" for m in METHOD], ""]
+    if report.notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
+    return "\n".join(lines)
+
+
+METHOD = [
+    "Only runs with status.json `completed` enter means, bands, CIs and tests; other runs are listed in "
+    "'Incomplete runs', drawn as thin dashed lines, and written to summary.csv as `kind=run` rows.",
+    "Eval numbers are each run's last evaluation on the dataset, averaged over seeds.",
+    "avg@k CI: 95% percentile bootstrap (10,000 resamples, seed 0) over problems of the per-problem "
+    "accuracy averaged over seeds.",
+    "Δ vs baseline: per problem, the accuracy difference averaged over the seeds both algorithms completed; "
+    "CI: 95% percentile bootstrap over problems; p: two-sided sign-flip permutation test on those "
+    "differences (exact when at most 16 are non-zero, otherwise 100,000 random flips, seed 0).",
+    "Curves: mean over completed seeds on the steps every seed logged; the band spans the seeds' min to max.",
+]
+
+
+def _run_facts(report: Report) -> list[tuple[str, str]]:
+    info = report.run_info
+    facts = [(key, str(info[key])) for key in ("status", "preset", "backend", "started_at", "finished_at",
+                                               "git_commit", "command") if info.get(key) not in (None, "")]
+    counts = ", ".join(f"{a}: {len(report.complete_runs(a))}/{sum(r.algo == a for r in report.runs)}"
+                       for a in report.algos)
+    facts.append(("completed runs per algorithm", counts))
+    facts.append(("baseline", report.baseline))
+    return facts
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+caption { caption-side: bottom; text-align: left; color: #555; font-size: 0.9em; padding-top: 0.3em; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+def _html(report: Report, tables: list[Table], plots: list[tuple[str, str]], out_dir: Path) -> str:
+    e = html.escape
+    parts = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
+             f"<title>fipo-bench report: {e(report.results_dir.name)}</title>",
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>fipo-bench report: {e(report.results_dir.name)}</h1><ul>"]
+    parts += [f"<li>{e(k)}: {e(v)}</li>" for k, v in _run_facts(report)]
+    parts.append("</ul>")
+    for table in tables:
+        parts.append(f"<h2>{e(table.title)}</h2><table><caption>{e(table.caption)}</caption><thead><tr>")
+        parts += [f"<th>{e(c)}</th>" for c in table.columns]
+        parts.append("</tr></thead><tbody>")
+        for row in table.rows:
+            parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+        parts.append("</tbody></table>")
+    if plots:
+        parts.append("<h2>Plots</h2>")
+    for filename, caption in plots:
+        data = base64.b64encode((out_dir / filename).read_bytes()).decode("ascii")
+        parts.append(f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{e(caption)}\">"
+                     f"<figcaption>{e(caption)}</figcaption></figure>")
+    parts.append("<h2>Method</h2><ul>" + "".join(f"<li>{e(m)}</li>" for m in METHOD) + "</ul>")
+    if report.notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report_files(report: Report, out_dir: Path) -> Path:
+    """Write plots, summary.csv, report.md and report.html into out_dir (each file atomically)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(report, out_dir)
+    tables = all_tables(report)
+    atomic_write_text(out_dir / "summary.csv", _csv_text(summary_csv_rows(report)))
+    atomic_write_text(out_dir / "report.md", _markdown(report, tables, plots))
+    atomic_write_text(out_dir / "report.html", _html(report, tables, plots, out_dir))
+    return out_dir
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path | None = None, baseline: str = "dapo") -> Path:
+    """Build the report of results/<run> and write it to out_dir (default: results/<run>/report)."""
+    report = build_report(results_dir, baseline)
+    out = Path(out_dir) if out_dir is not None else Path(results_dir) / "report"
+    return write_report_files(report, out)
