@@ -113,6 +113,9 @@ class RunConfig:
     """Max new tokens at evaluation; 0 = max_response_length."""
     checkpoint_every: int = 10
     """Save a checkpoint (resume point) every this many steps and at the end; 0 = only at the end."""
+    keep_checkpoints: int = 0
+    """Checkpoints kept per run, newest first (resume needs only the newest); a completed run's final
+    checkpoint then keeps the model but not the optimizer state. 0 = keep every checkpoint whole."""
 
     device: str = "auto"
     """"auto" (cuda when available), "cpu", "cuda" or "cuda:N"."""
@@ -217,7 +220,7 @@ def validate(c: RunConfig) -> None:
         if getattr(c, name) < 1:
             _fail(name, "an integer >= 1", getattr(c, name))
     for name in ("micro_batch_size", "warmup_steps", "eval_every", "eval_limit", "checkpoint_every",
-                 "eval_max_response_length", "num_train_problems"):
+                 "keep_checkpoints", "eval_max_response_length", "num_train_problems"):
         if getattr(c, name) < 0:
             _fail(name, "an integer >= 0", getattr(c, name))
     if c.rollout_batch_size % c.mini_batch_size:
@@ -264,12 +267,12 @@ def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
         if isinstance(value, str):  # "0,1,2" from a command line
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: config field {f.name!r}: expected a list, got {value!r}")
+            raise ConfigError(f"{source}: field {f.name!r}: expected a list, got {value!r}")
         if f.name == "seeds":
             try:
                 value = [int(v) for v in value]
             except (TypeError, ValueError):
-                raise ConfigError(f"{source}: config field 'seeds': expected integers, "
+                raise ConfigError(f"{source}: field 'seeds': expected integers, "
                                   f"got {value!r}") from None
         return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

@@ -74,6 +74,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_top_p": 0.7,
         "eval_limit": 0,
         "checkpoint_every": 10,
+        # Resume needs the newest checkpoint only; all of them took 223 MB per default matrix.
+        "keep_checkpoints": 1,
         "device": "cpu",
         # Overlong shaping over the last 12 tokens (DAPO: 4096 of 20480): it starts at 60 tokens, past
         # the longest reference chain, so only runaway responses are penalised, as at scale.

@@ -1,193 +1,90 @@
-"""The algorithm x seed matrix of `fipo-bench run --backend local`, with resumable results.
+"""The algorithm x seed matrix of `fipo-bench run --backend local`: check, dispatch, resume.
 
-Layout and schemas: results/README.md. Fairness: every algorithm x seed starts from the same base
-checkpoint; prompts and sampling depend only on (seed, step) (fipo_bench.backends.local), so all
-algorithms see the same prompt order and the same first rollout for a seed.
+Layout and schemas: results/README.md (written through fipo_bench.results). Fairness: every algorithm x
+seed starts from the same base checkpoint; prompts and sampling depend only on (seed, step)
+(fipo_bench.backends.local), so all algorithms see the same prompt order and the same first rollout.
+
+Every run is one call of `execute(spec, reporter)`. The matrix dispatches those calls either here, one
+after the other (one run, or `--max-parallel 1`), or as Ray tasks (fipo_bench.ray_executor): the
+dispatch is the only code the two paths do not share. Before the first run starts the driver checks
+everything a run would check (algorithms and their settings, the model, the datasets, the config of an
+existing run directory and its repeated lines), takes the run directory's lock, and prepares the base
+checkpoint once. A dry run stops after the checks.
+
+Numbers: a run's files depend on its config, its seed and its torch thread count (`cpus_per_run`,
+pinned in both paths), never on how many runs share the machine or which process runs it; parallel and
+sequential matrices write identical files apart from timings.
 
 Resume: a run directory holds checkpoints/step-<N>/ (weights, optimizer, schedule). Running the same
 command again skips completed runs, and restarts an unfinished one from its newest checkpoint after
 cutting metrics.jsonl/evals.jsonl back to that step; since nothing else carries state between steps,
-the resumed run ends with the numbers of an uninterrupted one. A non-finite loss marks that run
-"failed" (its checkpoints stay) and the matrix goes on.
+the resumed run ends with the numbers of an uninterrupted one.
+
+Failures stay in their run: a non-finite loss or an exception marks that run "failed" (message and
+traceback in status.json) and the matrix goes on; Ctrl-C marks unfinished runs "interrupted" and says
+how to resume. (A Ray worker that dies is retried once from its checkpoint, then marked failed.)
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
-import platform
-import shlex
-import subprocess
+import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fipo_bench import results
 from fipo_bench.config import ConfigError, RunConfig
-from fipo_bench.io import append_jsonl, iter_jsonl, json_safe, read_json, write_json, write_jsonl
-
-RUN_STATUSES = ("running", "completed", "failed")
-# Per-run config.json keys that may differ between an interrupted run and its resumption.
-_NOT_COMPARED = ("base_checkpoint",)
+from fipo_bench.results import RunDir
+from fipo_bench.tasks import load_task, prepare_base
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+class Reporter:
+    """Progress hooks (the runner works without one). Per-run hooks name the run, so that a Ray worker's
+    events can be forwarded to the driver's reporter unchanged."""
+
+    def phase(self, text: str) -> None: ...
+    def warmup_progress(self, done: int, total: int, metrics: dict) -> None: ...
+    def matrix_started(self, runs: list[str], total_steps: int, parallel: int) -> None: ...
+    def run_started(self, run: str, step: int) -> None: ...
+    def run_step(self, run: str, step: int, metrics: dict) -> None: ...
+    def run_eval(self, run: str, dataset: str, step: int) -> None: ...
+    def run_finished(self, run: str, status: str, step: int) -> None: ...
+    def message(self, text: str) -> None: ...
 
 
-def run_dir_name(algo: str, seed: int) -> str:
-    return f"{algo}-seed{seed}"
+@dataclass(frozen=True)
+class Execution:
+    """How the matrix runs. Only `cpus_per_run` (torch's thread count) can change a number."""
+
+    max_parallel: int | None = None
+    """Runs at once; None = as many as the resources allow; 1 = one after the other in this process."""
+    cpus_per_run: int = 1
+    """CPU cores (torch threads) of each run; the same in both paths, so results do not depend on
+    max_parallel."""
+    gpus_per_run: float | None = None
+    """GPUs of each run under Ray; None = 1 when the device is CUDA, else 0."""
+    ray_address: str | None = None
+    """Join this Ray cluster; None = a local Ray started and stopped by the command."""
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+@dataclass(frozen=True)
+class RunSpec:
+    """One algorithm x seed, everything its process needs (picklable: it travels to Ray workers)."""
 
+    cfg: RunConfig
+    alg: Any  # fipo_bench.algorithms.base.Algorithm, built and validated by the driver
+    seed: int
+    base: str
+    run_dir: Path
+    threads: int
 
-def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("fipo-bench", "torch", "transformers", "tokenizers", "math-verify", "numpy"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def run_config_record(cfg: RunConfig, alg, seed: int, base_checkpoint: str) -> dict[str, Any]:
-    """config.json of one run: the algorithm with every hyperparameter, the seed, and the trainer settings."""
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("algos", "seeds", "algo_overrides")}
-    return {"algo": alg.name, "seed": seed, "hyperparameters": json_safe(alg.hyperparameters()),
-            "base_checkpoint": str(base_checkpoint), **settings}
-
-
-# -- data -----------------------------------------------------------------------------------------
-
-
-def prepare_task(cfg: RunConfig, progress=None):
-    """(base checkpoint, TaskData) for the built-in task or a math dataset."""
-    from fipo_bench.backends.local import TaskData, Verdict
-
-    if cfg.model is None:
-        from fipo_bench.tiny import TinyRecipe, TinyTask, ensure_base_checkpoint
-
-        try:
-            task = TinyTask(**cfg.tiny_task)
-            recipe = TinyRecipe(task=task, **cfg.tiny_recipe)
-        except TypeError as e:
-            raise ConfigError(f"config field 'tiny_task' / 'tiny_recipe': {e}") from None
-        base = ensure_base_checkpoint(recipe, cfg.base_cache_dir, progress=progress)
-        limit = cfg.eval_limit or None
-        tests = task.test_problems[:limit]
-
-        def check(responses: list[str], golds: list[str]) -> list[Verdict]:
-            return [_verdict(task.check(r, g)) for r, g in zip(responses, golds, strict=True)]
-
-        train = task.train_problems(cfg.num_train_problems or 100_000)
-        return base, TaskData(train=train, evals={"tiny": tests}, prompt_text=lambda text: text, check=check)
-
-    from transformers import AutoTokenizer
-
-    from fipo_bench.evals import check_answers, format_prompt, load_dataset
-
-    looks_local = cfg.model.startswith((".", "/", "~")) or Path(cfg.model).exists()
-    if looks_local and not Path(cfg.model).expanduser().is_dir():
-        raise ConfigError(f"config field 'model': {cfg.model} is not a directory (expected an HF model "
-                          "directory or a hub id)")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    except OSError as e:
-        raise ConfigError(f"config field 'model': cannot load a tokenizer from {cfg.model!r}: {e}") from None
-    try:
-        train = load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.num_train_problems or None)
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"config field 'dataset': {e}") from None
-
-    def prompt_text(text: str) -> str:
-        return format_prompt(text, cfg.prompt_template, tokenizer)
-
-    def prompt_tokens(text: str) -> int:
-        return len(tokenizer(prompt_text(text), add_special_tokens=False)["input_ids"])
-
-    fits = [p for p in train if prompt_tokens(p.problem) <= cfg.max_prompt_length]
-    if not fits:
-        raise ConfigError(f"config field 'max_prompt_length': no prompt of {cfg.dataset} fits in "
-                          f"{cfg.max_prompt_length} tokens")
-    if len(fits) < len(train):
-        print(f"note: dropped {len(train) - len(fits)} of {len(train)} prompts longer than "
-              f"max_prompt_length={cfg.max_prompt_length}")
-    limit = cfg.eval_limit or None
-    try:
-        evals = {dataset_label(name): load_dataset(name, cfg.data_dir, limit=limit)
-                 for name in cfg.eval_datasets}
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"config field 'eval_datasets': {e}") from None
-
-    def check(responses: list[str], golds: list[str]) -> list[Verdict]:
-        return [_verdict(r) for r in check_answers(responses, golds)]
-
-    return cfg.model, TaskData(train=fits, evals=evals, prompt_text=prompt_text, check=check)
-
-
-def dataset_label(name: str) -> str:
-    """The directory name of an eval dataset: its name, or a file's stem ("data/x.jsonl" -> "x")."""
-    path = Path(name)
-    return path.stem if path.suffix in (".jsonl", ".json", ".parquet") or len(path.parts) > 1 else name
-
-
-def _verdict(result) -> Any:
-    from fipo_bench.backends.local import Verdict
-
-    return Verdict(verdict=result.verdict, extracted=result.extracted, correct=bool(result.correct))
-
-
-# -- eval files -----------------------------------------------------------------------------------
-
-
-def summarize(rows: list[dict], *, dataset: str, checkpoint: str, k: int, sampling: dict) -> dict:
-    try:
-        from fipo_bench.evals.metrics import summarize_generations
-    except ImportError:  # TEMPORARY until issue 4's metrics land: headline numbers only
-        lengths = sorted(r["num_tokens"] for r in rows)
-        return {"dataset": dataset, "checkpoint": checkpoint, "k": k, "num_samples": len(rows),
-                "avg_at_k": sum(r["correct"] for r in rows) / len(rows),
-                "response_length": {"mean": sum(lengths) / len(lengths),
-                                    "median": lengths[len(lengths) // 2]},
-                "truncation_rate": sum(r["truncated"] for r in rows) / len(rows), "sampling": sampling}
-    return summarize_generations(rows, dataset=dataset, checkpoint=checkpoint, k=k, sampling=sampling)
-
-
-def write_eval(run_dir: Path, step: int, dataset: str, rows: list[dict], summary: dict) -> dict:
-    """eval/<dataset>/step-<N>/ files; returns the evals.jsonl line."""
-    out_dir = run_dir / "eval" / dataset / f"step-{step}"
-    try:
-        from fipo_bench.evals.io import write_eval_dir
-    except ImportError:  # TEMPORARY until issue 4's writer lands
-        write_jsonl(out_dir / "generations.jsonl", rows)
-        write_json(out_dir / "summary.json", json_safe(summary))
-    else:
-        write_eval_dir(out_dir, rows, summary)
-    k = summary.get("k")
-    pass_at_k = summary.get("pass_at_k") or {}
-    return json_safe({
-        "step": step, "dataset": dataset,
-        "eval_accuracy": summary.get("avg_at_k"),
-        "eval_response_length": (summary.get("response_length") or {}).get("mean"),
-        "avg_at_k_ci95": summary.get("avg_at_k_ci95"),
-        f"pass_at_{k}": pass_at_k.get(str(k)),
-        "cons_at_k": summary.get("cons_at_k"),
-        "truncation_rate": summary.get("truncation_rate"),
-        "k": k,
-    })
-
-
-# -- one run --------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
 
 
 @dataclass
@@ -200,139 +97,50 @@ class RunResult:
     evals: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
 
-
-class Reporter:
-    """Progress display hooks (the runner works without one)."""
-
-    def phase(self, text: str) -> None: ...
-    def start_run(self, name: str, total: int, done: int) -> None: ...
-    def advance_run(self, step: int, metrics: dict) -> None: ...
-    def start_eval(self, dataset: str, step: int) -> None: ...
-    def end_eval(self) -> None: ...
-    def message(self, text: str) -> None: ...
+    @property
+    def name(self) -> str:
+        return results.run_dir_name(self.algo, self.seed)
 
 
-def _truncate_jsonl(path: Path, last_step: int) -> list[dict]:
-    """Keep the lines with step <= last_step (and drop a partial tail); returns them."""
-    if not path.exists():
-        return []
-    rows = [row for _, row in iter_jsonl(path)
-            if isinstance(row.get("step"), int) and row["step"] <= last_step]
-    write_jsonl(path, rows)
-    return rows
+@dataclass
+class Plan:
+    """What a matrix will do, after every check that can fail before step 1."""
+
+    cfg: RunConfig
+    root: Path
+    algorithms: dict[str, Any]
+    mode: str  # "in-process" | "ray"
+    parallel: int
+    execution: Execution
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        runs = [results.run_dir_name(a, s) for s in self.cfg.seeds for a in self.cfg.algos]
+        how = ("one after the other in this process" if self.mode == "in-process" else
+               f"on Ray ({self.execution.ray_address or 'a local Ray started for this command'}), "
+               f"up to {self.parallel} at once")
+        threads = f"{self.execution.cpus_per_run} CPU thread{'s' * (self.execution.cpus_per_run != 1)}"
+        return f"{len(runs)} runs into {self.root}/, {how}, {threads} each: {', '.join(runs)}"
 
 
-def run_one(cfg: RunConfig, algo: str, seed: int, base_checkpoint, task, run_dir: Path,
-            reporter: Reporter, eval_cache: dict) -> RunResult:
-    """Train (or resume, or skip) one algorithm x seed; never raises for a non-finite loss."""
-    from fipo_bench.algorithms import get_algorithm
-    from fipo_bench.backends.local import LocalTrainer, NonFiniteLossError, latest_checkpoint
+class MatrixInterrupted(Exception):
+    """Ctrl-C: every unfinished run is marked "interrupted"; `stops` says where each one stopped."""
 
-    started = time.perf_counter()
-    alg = get_algorithm(algo, **cfg.algo_overrides.get(algo, {}))
-    record = run_config_record(cfg, alg, seed, str(base_checkpoint))
-    status_path = run_dir / "status.json"
-    config_path = run_dir / "config.json"
-    if config_path.exists():
-        old = read_json(config_path)
-        diff = sorted(k for k in set(old) | set(record)
-                      if k not in _NOT_COMPARED and old.get(k) != json_safe(record.get(k)))
-        if diff:
-            raise ConfigError(f"{config_path}: this run was started with a different config (fields {diff}); "
-                              "use --run-name to start a new run, or delete the directory")
-    if status_path.exists():
-        status = read_json(status_path)
-        if status.get("status") == "completed":
-            evals_path = run_dir / "evals.jsonl"
-            evals = [row for _, row in iter_jsonl(evals_path)] if evals_path.exists() else []
-            reporter.message(f"{run_dir.name}: already completed, skipped")
-            return RunResult(algo, seed, "completed", status.get("step", cfg.num_steps), evals=evals)
-    write_json(config_path, json_safe(record))
-
-    latest = latest_checkpoint(run_dir / "checkpoints")
-    start_step = latest[0] if latest else 0
-    _truncate_jsonl(run_dir / "metrics.jsonl", start_step)
-    evals = _truncate_jsonl(run_dir / "evals.jsonl", start_step)
-    write_json(status_path, {"status": "running", "step": start_step, "error": None})
-    if latest:
-        reporter.message(f"{run_dir.name}: resuming from step {start_step}")
-
-    trainer = LocalTrainer(cfg, alg, seed, base_checkpoint, task, resume_from=latest[1] if latest else None)
-    done_evals = {(row["step"], row["dataset"]) for row in evals}
-    eval_max_new = cfg.eval_max_response_length or cfg.max_response_length
-    sampling = {"temperature": cfg.eval_temperature, "top_p": cfg.eval_top_p, "max_new_tokens": eval_max_new,
-                "seed": seed, "template": cfg.prompt_template if cfg.model else "tiny"}
-
-    def evaluate(step: int) -> None:
-        for dataset, problems in task.evals.items():
-            if (step, dataset) in done_evals:
-                continue
-            reporter.start_eval(dataset, step)
-            # The base model's evaluation is the same for every algorithm of a seed: computed once.
-            key = (seed, dataset) if step == 0 else None
-            rows = eval_cache.get(key) if key else None
-            if rows is None:
-                rows = trainer.evaluate(problems, k=cfg.eval_k, temperature=cfg.eval_temperature,
-                                        top_p=cfg.eval_top_p, max_new_tokens=eval_max_new,
-                                        seed_parts=(seed, dataset))
-                if key:
-                    eval_cache[key] = rows
-            checkpoint = str(base_checkpoint) if step == 0 else str(run_dir / "checkpoints" / f"step-{step}")
-            summary = summarize(rows, dataset=dataset, checkpoint=checkpoint, k=cfg.eval_k, sampling=sampling)
-            line = write_eval(run_dir, step, dataset, rows, summary)
-            append_jsonl(run_dir / "evals.jsonl", line)
-            evals.append(line)
-            done_evals.add((step, dataset))
-            reporter.end_eval()
-
-    reporter.start_run(f"{alg.name} seed {seed}", cfg.num_steps, start_step)
-    step = start_step
-    try:
-        if start_step == 0:
-            evaluate(0)
-        for step in range(start_step + 1, cfg.num_steps + 1):
-            metrics = trainer.train_step(step)
-            bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
-            if bad:
-                raise NonFiniteLossError(f"non-finite metrics {bad}")
-            append_jsonl(run_dir / "metrics.jsonl", json_safe(metrics))
-            last = step == cfg.num_steps
-            if last or (cfg.eval_every and step % cfg.eval_every == 0):
-                evaluate(step)
-            if last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                trainer.save_checkpoint(run_dir / "checkpoints" / f"step-{step}", step)
-                write_json(status_path, {"status": "running", "step": step, "error": None})
-            reporter.advance_run(step, metrics)
-    except NonFiniteLossError as e:
-        latest = latest_checkpoint(run_dir / "checkpoints")
-        kept = f"checkpoints/step-{latest[0]}" if latest else "the base checkpoint (no checkpoint yet)"
-        message = f"step {step}: {e}; stopped this run; last good checkpoint: {kept}"
-        write_json(status_path, {"status": "failed", "step": latest[0] if latest else 0, "error": message})
-        reporter.message(f"[red]{run_dir.name} failed[/red]: {message}")
-        return RunResult(algo, seed, "failed", step, message, evals, time.perf_counter() - started)
-    except Exception as e:  # a bug or an environment problem: record it, then stop the matrix
-        latest = latest_checkpoint(run_dir / "checkpoints")
-        write_json(status_path, {"status": "failed", "step": latest[0] if latest else 0,
-                                 "error": f"step {step}: {type(e).__name__}: {e}"})
-        raise
-    write_json(status_path, {"status": "completed", "step": cfg.num_steps, "error": None})
-    return RunResult(algo, seed, "completed", cfg.num_steps, None, evals, time.perf_counter() - started)
+    def __init__(self, root: Path, stops: list[str]):
+        super().__init__(f"interrupted: {root}")
+        self.root, self.stops = root, stops
 
 
-# -- the matrix -----------------------------------------------------------------------------------
+# -- checks before step 1 ------------------------------------------------------------------------------
 
 
-def run_matrix(cfg: RunConfig, *, reporter: Reporter | None = None, command: list[str] | None = None) -> Path:
-    """Run every algorithm x seed of `cfg`; returns results/<run>/."""
+def plan_matrix(cfg: RunConfig, execution: Execution = Execution()) -> Plan:
+    """Every check the matrix runs before its first step; raises ConfigError naming the field or file."""
     import torch
-    from transformers.utils import logging as hf_logging
 
     from fipo_bench.algorithms import get_algorithm
 
-    hf_logging.disable_progress_bar()  # the per-checkpoint "Loading weights" bars drown our own
-    reporter = reporter or Reporter()
-    run_name = cfg.run_name or cfg.default_run_name()
-    root = Path(cfg.output_dir) / run_name
+    algorithms = {}
     # Every algorithm is built, its overrides validated and its reward shaping tried on this run's
     # length limit, before any training starts.
     for algo in cfg.algos:
@@ -341,36 +149,273 @@ def run_matrix(cfg: RunConfig, *, reporter: Reporter | None = None, command: lis
             alg.shape_rewards(torch.zeros(1), torch.ones(1), cfg.max_response_length)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"config field 'algos' / 'algo_overrides.{algo}': {e}") from None
+        algorithms[algo] = alg
+    prepare_base(cfg, dry_run=True)  # the recipe, or the --model directory
+    load_task(cfg)  # the tokenizer and every dataset
+    root = results.matrix_dir(cfg)
+    for seed in cfg.seeds:
+        for algo, alg in algorithms.items():
+            run = RunDir(root / results.run_dir_name(algo, seed))
+            run.check_config(results.run_config_record(cfg, alg, seed, ""))
+            try:
+                run.repeated_lines()  # identical repeats are repaired at launch; others stop here
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+    mode, parallel, notes = _dispatch_mode(cfg, execution, len(cfg.algos) * len(cfg.seeds))
+    return Plan(cfg, root, algorithms, mode, parallel, execution, notes)
 
-    reporter.phase("warm-up" if cfg.model is None else "loading data")
-    base, task = prepare_task(cfg, progress=getattr(reporter, "warmup_progress", None))
 
-    run_json = root / "run.json"
-    previous = read_json(run_json) if run_json.exists() else {}
-    meta = {
-        "command": shlex.join(command if command is not None else sys.argv),
-        "git_commit": git_commit(),
-        "package_versions": package_versions(),
-        "backend": cfg.backend, "preset": cfg.preset, "algos": list(cfg.algos), "seeds": list(cfg.seeds),
-        "status": "running",
-        "started_at": previous.get("started_at", _now()),
-        "resumed_at": [*previous.get("resumed_at", []), _now()] if previous else [],
-        "finished_at": None,
-        "config": cfg.to_dict(),
-    }
-    write_json(run_json, meta)
-    results: list[RunResult] = []
-    eval_cache: dict = {}
+def _dispatch_mode(cfg: RunConfig, execution: Execution, num_runs: int) -> tuple[str, int, list[str]]:
+    import importlib.util
+
+    for flag, value, low in (("--max-parallel", execution.max_parallel, 1),
+                             ("--cpus-per-run", execution.cpus_per_run, 1),
+                             ("--gpus-per-run", execution.gpus_per_run, 0)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag}: expected a number >= {low}, got {value}")
+    gpus = _gpus_per_run(cfg, execution)
+    if execution.ray_address is None:
+        if gpus > 0:
+            import torch
+
+            fit = int(torch.cuda.device_count() // gpus)
+        else:
+            fit = _local_cores() // execution.cpus_per_run
+        parallel = max(1, min(num_runs, execution.max_parallel or fit, fit))
+    else:  # the cluster's resources are Ray's to schedule
+        parallel = min(num_runs, execution.max_parallel or num_runs)
+    if parallel <= 1 and execution.ray_address is None:
+        return "in-process", 1, []
+    if importlib.util.find_spec("ray") is None:
+        if execution.max_parallel is None and execution.ray_address is None:
+            return "in-process", 1, [f"ray is not installed: the {num_runs} runs run one after the other "
+                                     "(pip install -e '.[ray]' runs them in parallel)"]
+        raise ConfigError("--max-parallel > 1 and --ray-address need Ray: pip install -e '.[ray]'")
+    if gpus > 0 and cfg.device.startswith("cuda:"):
+        raise ConfigError(f"config field 'device': {cfg.device!r} pins one GPU, but under Ray each run gets "
+                          "its own; use --device cuda (or --max-parallel 1)")
+    return "ray", parallel, []
+
+
+def _gpus_per_run(cfg: RunConfig, execution: Execution) -> float:
+    if execution.gpus_per_run is not None:
+        return execution.gpus_per_run
+    if cfg.device.startswith("cuda"):
+        return 1.0
+    if cfg.device == "auto":
+        import torch
+
+        return 1.0 if torch.cuda.is_available() else 0.0
+    return 0.0
+
+
+def _local_cores() -> int:
     try:
-        for seed in cfg.seeds:
-            for algo in cfg.algos:
-                results.append(run_one(cfg, algo, seed, base, task, root / run_dir_name(algo, seed), reporter,
-                                       eval_cache))
-    except Exception:  # a crash (Ctrl-C leaves "running"); either way the same command resumes
-        write_json(run_json, {**meta, "status": "failed", "finished_at": _now()})
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# -- one run ------------------------------------------------------------------------------------------
+
+
+LOCK_WAIT_S = 30.0
+"""How long a run waits for its directory's lock: a retried Ray task may start while the killed worker's
+process is still being reaped."""
+
+
+def execute(spec: RunSpec, reporter: Reporter) -> RunResult:
+    """Train (or resume, or skip) one algorithm x seed, with torch pinned to `spec.threads` threads;
+    never raises except for Ctrl-C (which marks the run "interrupted" first)."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the per-checkpoint "Loading weights" bars drown our own
+    threads = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    try:
+        with RunDir(spec.run_dir).lock(wait_s=LOCK_WAIT_S):
+            return _train(spec, reporter)
+    except results.RunLockedError as e:
+        return RunResult(spec.alg.name, spec.seed, "failed", 0, str(e))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(spec: RunSpec, reporter: Reporter) -> RunResult:
+    from fipo_bench.backends.local import LocalTrainer, NonFiniteLossError
+    from fipo_bench.evals.io import read_eval_dir
+    from fipo_bench.evals.metrics import summarize_generations
+
+    cfg, alg, seed, name = spec.cfg, spec.alg, spec.seed, spec.name
+    run = RunDir(spec.run_dir)
+    started = time.perf_counter()
+    status = run.status()
+    if status and status.get("status") == "completed":
+        reporter.message(f"{name}: already completed, skipped")
+        reporter.run_finished(name, "completed", status.get("step", cfg.num_steps))
+        return RunResult(alg.name, seed, "completed", status.get("step", cfg.num_steps), evals=run.evals())
+    run.write_config(results.run_config_record(cfg, alg, seed, spec.base))
+    start_step, checkpoint = run.resume_point()
+    evals = run.rewind(start_step)
+    run.set_status("running", start_step)
+    if checkpoint is not None:
+        reporter.message(f"{name}: resuming from step {start_step}")
+    reporter.run_started(name, start_step)
+    step = start_step
+
+    def stopped(status: str, message: str, **extra) -> RunResult:
+        resume = run.resume_point()[0]
+        run.set_status(status, resume, message, **extra)
+        return RunResult(alg.name, seed, status, resume, message, evals, time.perf_counter() - started)
+
+    try:
+        task = load_task(cfg)
+        trainer = LocalTrainer(cfg, alg, seed, spec.base, task, resume_from=checkpoint)
+        done_evals = {(row["step"], row["dataset"]) for row in evals}
+        eval_max_new = cfg.eval_max_response_length or cfg.max_response_length
+        sampling = {"temperature": cfg.eval_temperature, "top_p": cfg.eval_top_p,
+                    "max_new_tokens": eval_max_new, "seed": seed,
+                    "template": cfg.prompt_template if cfg.model else "tiny"}
+
+        def evaluate(step: int) -> None:
+            for dataset, problems in task.evals.items():
+                if (step, dataset) in done_evals:
+                    continue
+                reporter.run_eval(name, dataset, step)
+                shared = run.shared_base_eval(dataset) if step == 0 else None
+                if shared is not None:
+                    rows, summary = read_eval_dir(shared)
+                else:
+                    rows = trainer.evaluate(problems, k=cfg.eval_k, temperature=cfg.eval_temperature,
+                                            top_p=cfg.eval_top_p, max_new_tokens=eval_max_new,
+                                            seed_parts=(seed, dataset))
+                    checkpoint = spec.base if step == 0 else str(run.checkpoint(step))
+                    summary = summarize_generations(rows, dataset=dataset, checkpoint=checkpoint,
+                                                    k=cfg.eval_k, sampling=sampling)
+                evals.append(run.write_eval(step, dataset, rows, summary))
+                done_evals.add((step, dataset))
+
+        if start_step == 0:
+            evaluate(0)
+        for step in range(start_step + 1, cfg.num_steps + 1):
+            metrics = trainer.train_step(step)
+            bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+            if bad:
+                raise NonFiniteLossError(f"non-finite metrics {bad}")
+            run.append_metrics(metrics)
+            last = step == cfg.num_steps
+            if last or (cfg.eval_every and step % cfg.eval_every == 0):
+                evaluate(step)
+            if last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                trainer.save_checkpoint(run.checkpoint(step), step)
+                run.prune_checkpoints(cfg.keep_checkpoints)
+                run.set_status("running", step)
+            reporter.run_step(name, step, metrics)
+    except KeyboardInterrupt:
+        result = stopped("interrupted", f"interrupted during step {step}")
+        reporter.run_finished(name, "interrupted", result.step)
         raise
-    meta.update(status="failed" if any(r.status == "failed" for r in results) else "completed",
-                finished_at=_now())
-    write_json(run_json, meta)
-    reporter.results = results  # for the summary table
-    return root
+    except NonFiniteLossError as e:
+        resume = run.resume_point()[0]
+        kept = f"checkpoints/step-{resume}" if resume else "the base checkpoint (no checkpoint yet)"
+        result = stopped("failed", f"step {step}: {e}; stopped this run; last good checkpoint: {kept}")
+    except Exception as e:  # a bug, out of memory, a broken file: this run fails, the others go on
+        result = stopped("failed", f"step {step}: {type(e).__name__}: {e}", traceback=traceback.format_exc())
+    else:
+        run.set_status("completed", cfg.num_steps)
+        if cfg.keep_checkpoints:
+            run.drop_resume_state(cfg.num_steps)
+        result = RunResult(alg.name, seed, "completed", cfg.num_steps, None, evals,
+                           time.perf_counter() - started)
+    if result.status == "failed":
+        reporter.message(f"{name} failed: {result.error}")
+    reporter.run_finished(name, result.status, result.step)
+    return result
+
+
+def run_lost(spec: RunSpec, reason: str) -> RunResult:
+    """Record a run whose process died (the driver writes its status, the worker no longer can)."""
+    run = RunDir(spec.run_dir)
+    resume = run.resume_point()[0]
+    message = f"{reason}; last checkpoint: step {resume}"
+    run.set_status("failed", resume, message)
+    return RunResult(spec.alg.name, spec.seed, "failed", resume, message, run.evals())
+
+
+def mark_interrupted(spec: RunSpec) -> None:
+    """A run left "running" by a process that was stopped from outside."""
+    run = RunDir(spec.run_dir)
+    status = run.status()
+    if status and status.get("status") == "running":
+        resume = run.resume_point()[0]
+        run.set_status("interrupted", resume, "interrupted")
+
+
+# -- the matrix ---------------------------------------------------------------------------------------
+
+
+def run_matrix(cfg: RunConfig, *, reporter: Reporter | None = None, command: list[str] | None = None,
+               execution: Execution = Execution()) -> tuple[Path, list[RunResult]]:
+    """Run every algorithm x seed of `cfg`; returns (results/<run>/, one result per run)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the per-checkpoint "Loading weights" bars drown our own
+    reporter = reporter or Reporter()
+    if not cfg.run_name:
+        cfg = cfg.replace(run_name=cfg.default_run_name())
+    plan = plan_matrix(cfg, execution)
+    for note in plan.notes:
+        reporter.message(f"note: {note}")
+    root = plan.root
+    with results.locked(root):
+        for seed in cfg.seeds:  # lines two processes once appended twice are repaired before anything runs
+            for algo in cfg.algos:
+                try:
+                    dropped = RunDir(root / results.run_dir_name(algo, seed)).repair()
+                except ValueError as e:  # written since plan_matrix looked
+                    raise ConfigError(str(e)) from None
+                if dropped:
+                    reporter.message(f"repaired {len(dropped)} repeated line(s): {dropped[0]}")
+        reporter.phase("warm-up" if cfg.model is None else "loading the base model")
+        base = prepare_base(cfg, progress=reporter.warmup_progress)
+        specs = [RunSpec(cfg, plan.algorithms[algo], seed, base, root / results.run_dir_name(algo, seed),
+                         execution.cpus_per_run)
+                 for seed in cfg.seeds for algo in cfg.algos]
+        meta = results.start_matrix(root, cfg, command=command if command is not None else sys.argv,
+                                    backend="local", execution={"mode": plan.mode, "parallel": plan.parallel,
+                                                                **vars(execution)})
+        reporter.matrix_started([s.name for s in specs], cfg.num_steps, plan.parallel)
+        # Completed runs are skipped here, and Ray starts only for two or more runs left to train.
+        pending = [s for s in specs if (RunDir(s.run_dir).status() or {}).get("status") != "completed"]
+        outcomes = {s.name: execute(s, reporter) for s in specs if s not in pending}
+        try:
+            if plan.mode == "in-process" or (len(pending) <= 1 and execution.ray_address is None):
+                outcomes.update({spec.name: execute(spec, reporter) for spec in pending})
+            else:
+                from fipo_bench.ray_executor import run_on_ray
+
+                ray_results = run_on_ray(pending, reporter, plan)
+                outcomes.update(zip([s.name for s in pending], ray_results, strict=True))
+        except KeyboardInterrupt:
+            for spec in specs:
+                mark_interrupted(spec)
+            results.finish_matrix(root, meta, "interrupted")
+            raise MatrixInterrupted(root, [_where(spec) for spec in specs]) from None
+        except BaseException:
+            results.finish_matrix(root, meta, "failed")
+            raise
+        ordered = [outcomes[s.name] for s in specs]
+        failed = any(r.status == "failed" for r in ordered)
+        results.finish_matrix(root, meta, "failed" if failed else "completed")
+    return root, ordered
+
+
+def _where(spec: RunSpec) -> str:
+    status = RunDir(spec.run_dir).status()
+    if status is None:
+        return f"{spec.name}: not started"
+    if status["status"] in ("completed", "failed"):
+        return f"{spec.name}: {status['status']}"
+    stopped = status.get("error") or status["status"]
+    return f"{spec.name}: {stopped}, resumes after step {status.get('step', 0)}"

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from fipo_bench.algorithms import get_algorithm, list_algorithms
-from fipo_bench.backends.local import LocalTrainer, PromptOrder, Rollout, TaskData, response_logp
+from fipo_bench.backends.local import LocalTrainer, PromptOrder, Rollout, response_logp
 from fipo_bench.config import build_config
 from fipo_bench.sampling import left_pad
+from fipo_bench.tasks import TaskData
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,12 +1,17 @@
 """`fipo-bench run` end to end on a micro setting: files and fields, determinism, identical first rollouts,
-resume after SIGKILL, non-finite losses, and a test-only algorithm run through the trainer."""
+resume after SIGKILL and Ctrl-C, non-finite losses, a test-only algorithm run through the trainer, the
+run-directory lock and repair, dry-run checks, and the parallel matrix on a 2-CPU local Ray (same files as
+sequential, a crash that stays in its run, a killed worker that resumes)."""
 
 import dataclasses
+import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from fipo_bench.algorithms.base import Algorithm, hyperparameter
 from fipo_bench.cli import app
 from fipo_bench.io import read_json, read_jsonl
 from fipo_bench.registry import register_algorithm
+from fipo_bench.results import TIMING_FIELDS, lock_holder, locked
 
 # A micro task and model: a 150-step warm-up so that some answers are right and updates do something.
 MICRO = [
@@ -32,8 +38,8 @@ MICRO = [
 METRIC_FIELDS = ("step", "accuracy", "reward", "response_length_mean", "response_length_median", "entropy",
                  "clip_frac_high", "clip_frac_low", "kept_groups_frac", "tokens_per_s", "step_time_s", "loss",
                  "grad_norm", "lr")
-TIMING = {"tokens_per_s", "gen_tokens_per_s", "gen_time_s", "step_time_s"}
 STEPS = 4
+SEQUENTIAL = ("--max-parallel", "1")
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +48,13 @@ def cache_dir(tmp_path_factory):
 
 
 def args(out: Path, cache: Path, algos: str, run_name: str, *extra: str) -> list[str]:
+    """The micro command; one run after the other in this process unless `extra` says --max-parallel."""
     # Overlong shaping scaled to the 20-token limit for the algorithms that shape.
     shaping = [f"{a}.overlong_buffer=8" for a in algos.split(",") if a in ("dapo", "fipo")]
     sets = [f"--set={s}" for s in [*MICRO, *shaping, f"base_cache_dir={cache}"]]
+    parallel = () if "--max-parallel" in extra else SEQUENTIAL
     return ["run", "--algos", algos, "--steps", str(STEPS), "--output-dir", str(out), "--run-name", run_name,
-            "--device", "cpu", *sets, *extra]
+            "--device", "cpu", *sets, *parallel, *extra]
 
 
 def invoke(argv: list[str], expect: int = 0):
@@ -56,13 +64,16 @@ def invoke(argv: list[str], expect: int = 0):
 
 
 def without_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
+
+
+OUTPUT = {}
 
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, cache_dir):
     out = tmp_path_factory.mktemp("results")
-    invoke(args(out, cache_dir, "grpo,dapo,fipo", "ref"))
+    OUTPUT["ref"] = invoke(args(out, cache_dir, "grpo,dapo,fipo", "ref")).output
     return out / "ref"
 
 
@@ -91,7 +102,10 @@ def test_smoke_run_of_each_algorithm_writes_the_documented_files(reference_run):
             assert len(generations) == 16  # eval_limit problems x eval_k=1
             assert e["eval_accuracy"] == pytest.approx(sum(g["correct"] for g in generations) / 16)
             assert read_json(step_dir / "summary.json")["dataset"] == "tiny"
+        # The tiny preset keeps one checkpoint: the final model, without the optimizer state resume needs.
+        assert [p.name for p in (d / "checkpoints").iterdir()] == [f"step-{STEPS}"]
         assert (d / "checkpoints" / f"step-{STEPS}" / "config.json").is_file()
+        assert not (d / "checkpoints" / f"step-{STEPS}" / "trainer_state.pt").exists()
     # FIPO reports its own metrics next to the documented ones.
     assert "weight_mean" in read_jsonl(reference_run / "fipo-seed0" / "metrics.jsonl")[0]
 
@@ -253,3 +267,192 @@ def test_model_and_dataset_path_uses_the_dataset_checker(reference_run, tmp_path
         if not g["truncated"]:
             assert g["correct"] == check_answer(g["response"], g["gold"]).correct
     assert [e["step"] for e in read_jsonl(d / "evals.jsonl")] == [0, 1]
+
+
+def test_the_last_line_names_report_html(reference_run):
+    lines = [line for line in OUTPUT["ref"].splitlines() if line.strip()]
+    assert lines[-1] == f"report: {reference_run / 'report' / 'report.html'}"
+    assert (reference_run / "report" / "report.html").is_file()
+
+
+# -- the run directory: lock, repair, Ctrl-C, dry run ---------------------------------------------------
+
+
+def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path, cache_dir):
+    root = tmp_path / "busy"
+    with locked(root):  # as a first `fipo-bench run` of the same command holds it
+        result = invoke(args(tmp_path, cache_dir, "dapo", "busy"), expect=2)
+    assert f"pid {os.getpid()}" in result.output and "in use by another fipo-bench process" in result.output
+    assert sorted(p.name for p in root.iterdir()) == [".lock"]  # nothing written, nothing trained
+
+
+def _copy_run(reference_run: Path, out: Path) -> Path:
+    """The reference results under another --output-dir (config.json records the output directory)."""
+    root = out / "ref"
+    shutil.copytree(reference_run, root)
+    for config in root.glob("*/config.json"):
+        config.write_text(json.dumps({**json.loads(config.read_text()), "output_dir": str(out)}))
+    return root
+
+
+def test_resume_repairs_repeated_lines_or_names_the_line_to_fix(reference_run, cache_dir, tmp_path):
+    root = _copy_run(reference_run, tmp_path)
+    metrics = root / "dapo-seed0" / "metrics.jsonl"
+    original = metrics.read_text()
+    lines = original.splitlines(keepends=True)
+    # Steps 2-3 again with other timings: what two processes appending to one run left behind.
+    again = [json.dumps({**json.loads(line), "step_time_s": 9.0}) + "\n" for line in lines[1:3]]
+    metrics.write_text("".join(lines[:3] + again + lines[3:]))
+    result = invoke(args(tmp_path, cache_dir, "grpo,dapo,fipo", "ref"))
+    assert "repaired 2 repeated line(s)" in result.output and f"{metrics}:4: repeats line 2" in result.output
+    assert metrics.read_text() == original
+    conflicting = json.dumps({**json.loads(lines[1]), "loss": 123.0}) + "\n"
+    metrics.write_text("".join(lines[:3] + [conflicting] + lines[3:]))
+    result = invoke(args(tmp_path, cache_dir, "grpo,dapo,fipo", "ref"), expect=2)
+    assert f"{metrics}:4: repeats line 2" in result.output and "'loss'" in result.output
+    assert "Delete" in result.output
+
+
+def test_ctrl_c_marks_the_run_interrupted_says_how_to_resume_and_resume_finishes(
+        reference_run, cache_dir, tmp_path, monkeypatch):
+    from fipo_bench.backends.local import LocalTrainer
+
+    real_step = LocalTrainer.train_step
+
+    def interrupted_at_step_3(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, step)
+
+    monkeypatch.setattr(LocalTrainer, "train_step", interrupted_at_step_3)
+    argv = args(tmp_path, cache_dir, "dapo", "ctrl-c")
+    result = invoke(argv, expect=130)
+    root = tmp_path / "ctrl-c"
+    assert read_json(root / "dapo-seed0" / "status.json") == {
+        "status": "interrupted", "step": 2, "error": "interrupted during step 3"}
+    assert read_json(root / "run.json")["status"] == "interrupted"
+    assert "dapo-seed0: interrupted during step 3, resumes after step 2" in result.output
+    assert "resume: run the same command again" in result.output
+
+    monkeypatch.setattr(LocalTrainer, "train_step", real_step)
+    invoke(argv)
+    resumed = read_jsonl(root / "dapo-seed0" / "metrics.jsonl")
+    reference = read_jsonl(reference_run / "dapo-seed0" / "metrics.jsonl")
+    assert without_timing(resumed) == without_timing(reference)
+    assert read_json(root / "run.json")["status"] == "completed"
+
+
+def test_dry_run_runs_the_checks_of_a_real_run(reference_run, tmp_path, cache_dir):
+    base = read_json(reference_run / "grpo-seed0" / "config.json")["base_checkpoint"]
+    out = ["--output-dir", str(tmp_path / "out")]
+    cases = [
+        (["--algos", "nosuchalgo"], "nosuchalgo"),
+        (["--algos", "dapo", "--set", "dapo.overlong_buffer=100"], "overlong_buffer"),
+        (["--set", "tiny_task.max_value=-1"], "config field 'tiny_task'"),
+        (["--algos", "grpo", "--model", str(tmp_path / "missing"), "--dataset", "x.jsonl", "--set",
+          "eval_datasets=[\"aime24\"]"], "'model'"),
+        (["--algos", "grpo", "--model", base, "--dataset", str(tmp_path / "none.jsonl"), "--set",
+          "eval_datasets=[\"aime24\"]"], "'dataset'"),
+        (["--max-parallel", "0"], "--max-parallel"),
+    ]
+    for extra, expected in cases:
+        result = invoke(["run", *extra, *out, "--dry-run"], expect=2)
+        assert expected in result.output, (extra, result.output)
+    # A results directory started with another config fails the dry run as it fails the real one.
+    changed = [*args(reference_run.parent, cache_dir, "grpo,dapo,fipo", "ref"), "--set", "lr=0.5",
+               "--dry-run"]
+    result = invoke(changed, expect=2)
+    assert "started with a different config" in result.output and "'lr'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+# -- the matrix on Ray ----------------------------------------------------------------------------------
+
+
+def _identical_files(run_dir: Path, reference: Path) -> None:
+    """Every file of a run that holds no timing equals the reference's (paths of the results root aside)."""
+    assert without_timing(read_jsonl(run_dir / "metrics.jsonl")) == without_timing(
+        read_jsonl(reference / "metrics.jsonl"))
+    for name in ("evals.jsonl", "status.json"):
+        assert (run_dir / name).read_text() == (reference / name).read_text(), name
+
+    def config(run: Path) -> dict:
+        where = ("run_name", "output_dir")
+        return {k: v for k, v in read_json(run / "config.json").items() if k not in where}
+
+    assert config(run_dir) == config(reference)
+    files = sorted(p.relative_to(reference) for p in (reference / "eval").rglob("*.json*"))
+    assert files == sorted(p.relative_to(run_dir) for p in (run_dir / "eval").rglob("*.json*"))
+    for f in files:
+        here = (run_dir / f).read_text().replace(str(run_dir.parent), "ROOT")
+        assert here == (reference / f).read_text().replace(str(reference.parent), "ROOT"), f
+
+
+def test_parallel_matrix_on_ray_writes_the_files_of_the_sequential_one(reference_run, cache_dir):
+    pytest.importorskip("ray", reason="the parallel matrix needs ray (installed by .ci/run)")
+    out = reference_run.parent
+    result = invoke(args(out, cache_dir, "grpo,dapo,fipo", "parallel", "--max-parallel", "2"))
+    execution = read_json(out / "parallel" / "run.json")["execution"]
+    assert execution["mode"] == "ray" and execution["parallel"] == 2
+    for algo in ("grpo", "dapo", "fipo"):
+        _identical_files(out / "parallel" / f"{algo}-seed0", reference_run / f"{algo}-seed0")
+    assert "fipo-seed0" in result.output and result.output.rstrip().endswith("report.html")
+
+
+RAY_DRIVER = textwrap.dedent("""
+    # `fipo-bench` with a test-only algorithm that raises at its 5th loss (step 3): defined in __main__, so
+    # Ray ships the class to its workers by value.
+    import dataclasses
+    from typing import ClassVar
+
+    from fipo_bench.algorithms import GRPO, register_algorithm
+    from fipo_bench.cli import app
+
+
+    @register_algorithm("test-only-crash")
+    @dataclasses.dataclass(frozen=True)
+    class CrashAtStepThree(GRPO):
+        calls: ClassVar[list] = [0]
+
+        def token_loss(self, *args, **kwargs):
+            self.calls[0] += 1
+            if self.calls[0] >= 5:
+                raise RuntimeError("boom at step 3")
+            return super().token_loss(*args, **kwargs)
+
+
+    app()
+""")
+
+
+def test_on_ray_a_crash_fails_only_its_run_and_a_killed_worker_resumes(reference_run, cache_dir, tmp_path):
+    pytest.importorskip("ray", reason="the parallel matrix needs ray (installed by .ci/run)")
+    script = tmp_path / "driver.py"
+    script.write_text(RAY_DRIVER)
+    argv = [sys.executable, str(script), *args(tmp_path, cache_dir, "test-only-crash,dapo", "ray",
+                                               "--max-parallel", "2")]
+    dapo = tmp_path / "ray" / "dapo-seed0"
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None and killed is None:
+            metrics = dapo / "metrics.jsonl"
+            if metrics.exists() and metrics.read_text().count("\n") >= 2:
+                killed = lock_holder(dapo)["pid"]  # the Ray worker training dapo
+                assert killed != proc.pid
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert killed is not None, output
+    assert proc.returncode == 1, output  # one run failed
+    crash = read_json(tmp_path / "ray" / "test-only-crash-seed0" / "status.json")
+    assert crash["status"] == "failed" and "RuntimeError: boom at step 3" in crash["error"], crash
+    assert crash["step"] == 2 and "boom at step 3" in crash["traceback"]
+    # Ray retried the killed worker's task; it resumed from its checkpoint to the uninterrupted numbers.
+    assert read_json(dapo / "status.json")["status"] == "completed"
+    _identical_files(dapo, reference_run / "dapo-seed0")
+    incomplete = (tmp_path / "ray" / "report" / "report.md").read_text().split("## Incomplete runs", 1)[1]
+    assert "test-only-crash-seed0 | failed | 2" in incomplete

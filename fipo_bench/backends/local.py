@@ -22,21 +22,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fipo_bench.results import TRAINER_STATE
 from fipo_bench.sampling import Samples, left_pad, sample
+from fipo_bench.tasks import TaskData
 
 REWARD_CORRECT, REWARD_INCORRECT = 1.0, -1.0  # DAPO (arXiv 2503.14476) eq. 9: rule-based +1 / -1
-TRAINER_STATE = "trainer_state.pt"
 # Forward passes per micro-batch, over rows sorted by length: padding (and its compute) shrinks from
 # (longest - mean) per row to roughly the spread inside a bucket; buckets stay large enough that the
 # per-call overhead does not dominate.
@@ -51,31 +51,6 @@ def seed_for(*parts: Any) -> int:
     """A 63-bit seed from any parts (stable across processes, unlike hash())."""
     digest = hashlib.sha256(repr(parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-# -- task adapter ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Verdict:
-    """The parts of a checker result the trainer uses (fipo_bench.evals.CheckResult fits)."""
-
-    verdict: str
-    extracted: str | None
-    correct: bool
-
-
-Checker = Callable[[list[str], list[str]], list[Verdict]]
-
-
-@dataclass
-class TaskData:
-    """What the trainer needs from a task or dataset: problems as prompts, and a checker."""
-
-    train: list  # list[fipo_bench.evals.Problem]
-    evals: dict[str, list]  # eval dataset name -> problems
-    prompt_text: Callable[[str], str]  # problem text -> prompt text
-    check: Checker  # (responses, golds) -> verdicts
 
 
 # -- prompt order ---------------------------------------------------------------------------------------
@@ -131,6 +106,33 @@ def response_logp(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, re
     logits = logits.float() / temperature
     token_logits = logits.gather(-1, response_ids[..., None]).squeeze(-1)
     return (token_logits - logits.logsumexp(-1)) * response_mask
+
+
+class StepMetrics:
+    """The algorithm's metrics of every micro-batch of one step, reduced the way each name says:
+    `*_max` -> the maximum, `*_min` -> the minimum, anything else (means, fractions of tokens) -> the
+    mean weighted by each micro-batch's response tokens. (A plain mean of per-update maxima would report
+    ~1.1 for FIPO weights that reached 1.2.)"""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[tuple[float, float]]] = {}
+
+    def add(self, metrics: dict[str, float], tokens: float) -> None:
+        for key, value in metrics.items():
+            self.values.setdefault(key, []).append((value, tokens))
+
+    def reduced(self) -> dict[str, float]:
+        out = {}
+        for key, pairs in self.values.items():
+            values = [v for v, _ in pairs]
+            if key.endswith("_max") or key == "max":
+                out[key] = max(values)
+            elif key.endswith("_min") or key == "min":
+                out[key] = min(values)
+            else:
+                total = sum(t for _, t in pairs)
+                out[key] = sum(v * t for v, t in pairs) / total if total > 0 else sum(values) / len(values)
+        return out
 
 
 # -- the rollout batch --------------------------------------------------------------------------------
@@ -368,31 +370,31 @@ class LocalTrainer:
         """The mini-batch updates of one step; returns the loss, grad norm and the algorithm's metrics."""
         rows_per_update = self.cfg.mini_batch_size * self.cfg.samples_per_prompt
         num_rows = len(rollout.advantages)
-        sums: dict[str, float] = {}
+        step_metrics = StepMetrics()
         losses, norms = [], []
         for start in range(0, num_rows, rows_per_update):
             mini = torch.arange(start, min(num_rows, start + rows_per_update), device=self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            loss, metrics = self.backward_mini_batch(rollout, mini)
+            loss = self.backward_mini_batch(rollout, mini, step_metrics)
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             if not torch.isfinite(norm):
                 raise NonFiniteLossError(f"non-finite gradient norm {float(norm)} (update {len(losses) + 1})")
             self.optimizer.step()
             losses.append(loss)
             norms.append(float(norm))
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + value
         updates = len(losses)
-        out: dict[str, Any] = {key: value / updates for key, value in sums.items()}
+        out: dict[str, Any] = step_metrics.reduced()
         out.update({"loss": sum(losses) / updates, "grad_norm": sum(norms) / updates, "updates": updates})
         return out
 
-    def backward_mini_batch(self, rollout: Rollout, mini: torch.Tensor) -> tuple[float, dict[str, float]]:
+    def backward_mini_batch(self, rollout: Rollout, mini: torch.Tensor,
+                            step_metrics: StepMetrics | None = None) -> float:
         """Accumulate the gradient of `alg.policy_loss` over the rows `mini`, micro-batch by micro-batch.
 
         Rows are sorted by length first, so each forward pass pads little. Within a micro-batch the
         forward runs in LENGTH_BUCKETS length-homogeneous passes whose log-probs are put back together
-        before one `policy_loss` call, so the loss is exactly the unbucketed one. Micro-batch losses are
+        before one `policy_loss` call, so the loss is exactly the unbucketed one. Returns the mini-batch
+        loss; the algorithm's metrics of each micro-batch go to `step_metrics`. Micro-batch losses are
         weighted by their share of what the aggregation averages over (tokens for token-mean, sequences
         otherwise): exact for the built-in aggregations, approximate under sequence drops (FIPO) as in
         verl; with micro_batch_size 0 there is one micro-batch and nothing is approximated.
@@ -401,7 +403,7 @@ class LocalTrainer:
         lengths = rollout.mask[mini].sum(1) + rollout.prompt_mask[mini].sum(1)
         mini = mini[torch.sort(lengths, stable=True).indices]
         mini_tokens = rollout.mask[mini].sum().clamp(min=1)
-        loss_total, sums = 0.0, {}
+        loss_total = 0.0
         for micro in self._micro_batches(mini):
             part = rollout.rows(micro)
             with self._autocast():
@@ -419,9 +421,9 @@ class LocalTrainer:
                 weight = len(micro) / len(mini)
             (loss * weight).backward()
             loss_total += float(loss.detach()) * weight
-            for key, value in loss_metrics.items():
-                sums[key] = sums.get(key, 0.0) + value * weight
-        return loss_total, sums
+            if step_metrics is not None:
+                step_metrics.add(loss_metrics, float(part.mask.sum()))
+        return loss_total
 
     def _bucketed_logp(self, model, part: Rollout) -> torch.Tensor:
         """response_logp of `part` (rows sorted by length) in up to LENGTH_BUCKETS passes. [n, R]"""
@@ -473,21 +475,3 @@ class LocalTrainer:
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)
 
-
-def latest_checkpoint(checkpoints_dir: Path) -> tuple[int, Path] | None:
-    """(step, dir) of the newest complete checkpoint (one with its trainer state), or None."""
-    best = None
-    if checkpoints_dir.is_dir():
-        for d in checkpoints_dir.iterdir():
-            if d.name.startswith("step-") and (d / TRAINER_STATE).is_file():
-                try:
-                    step = int(d.name.removeprefix("step-"))
-                except ValueError:
-                    continue
-                if best is None or step > best[0]:
-                    best = (step, d)
-    return best
-
-
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

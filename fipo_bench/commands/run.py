@@ -5,65 +5,189 @@ Module-level imports stay light (typer, rich, stdlib); torch and the trainer loa
 
 from __future__ import annotations
 
+import shlex
+import statistics
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+
+from fipo_bench.runner import Reporter
 
 console = Console(stderr=True)
+STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
 
 
-class RichReporter:
-    """Progress bars for the warm-up, each run's steps and evaluations (fipo_bench.runner.Reporter)."""
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
-    def __init__(self, progress: Progress):
-        self.progress = progress
+
+@dataclass
+class RunRow:
+    status: str = "queued"
+    step: int = 0
+    activity: str = ""
+    accuracy: float | None = None
+    length: float | None = None
+    started_at: float | None = None
+    started_step: int = 0
+    last_at: float | None = None
+
+
+class MatrixView:
+    """The live view's state: one row per run (step/total, accuracy, mean length, s/step, ETA) and the
+    matrix's overall ETA. s/step is wall time per step since the run (re)started, evaluations and
+    checkpoints included; a queued run is expected to take the mean s/step of the runs measured so far."""
+
+    def __init__(self, runs: list[str], total_steps: int, parallel: int,
+                 clock: Callable[[], float] = time.monotonic):
+        self.rows = {run: RunRow() for run in runs}
+        self.total, self.parallel, self.clock = total_steps, parallel, clock
+
+    # -- events --------------------------------------------------------------------------------------
+
+    def started(self, run: str, step: int) -> None:
+        row = self.rows[run]
+        row.status, row.step, row.started_step, row.activity = "running", step, step, ""
+        row.started_at = row.last_at = self.clock()
+
+    def stepped(self, run: str, step: int, metrics: dict) -> None:
+        row = self.rows[run]
+        row.step, row.last_at, row.activity = step, self.clock(), ""
+        row.accuracy = metrics.get("accuracy")
+        row.length = metrics.get("response_length_mean")
+
+    def evaluating(self, run: str, dataset: str, step: int) -> None:
+        self.rows[run].activity = f"eval {dataset} @ {step}"
+
+    def finished(self, run: str, status: str, step: int) -> None:
+        row = self.rows[run]
+        row.status, row.step, row.activity = status, step, ""
+
+    # -- numbers -------------------------------------------------------------------------------------
+
+    def seconds_per_step(self, row: RunRow) -> float | None:
+        if row.started_at is None or row.step <= row.started_step:
+            return None
+        return (row.last_at - row.started_at) / (row.step - row.started_step)
+
+    def _unfinished(self) -> list[RunRow]:
+        return [r for r in self.rows.values() if r.status in ("queued", "running")]
+
+    def eta(self, row: RunRow) -> float | None:
+        rate = self.seconds_per_step(row)
+        return None if rate is None or row.status != "running" else (self.total - row.step) * rate
+
+    def overall_eta(self) -> float | None:
+        """Remaining steps of every unfinished run at its (or the mean) s/step, over the runs at once."""
+        rates = [r for r in map(self.seconds_per_step, self.rows.values()) if r is not None]
+        unfinished = self._unfinished()
+        if not unfinished:
+            return 0.0
+        if not rates:
+            return None
+        mean = statistics.fmean(rates)
+        work = sum((self.total - r.step) * (self.seconds_per_step(r) or mean) for r in unfinished)
+        return work / min(self.parallel, len(unfinished))
+
+    def title(self) -> str:
+        n = len(self.rows)
+        done = sum(r.status not in ("queued", "running") for r in self.rows.values())
+        running = [i for i, r in enumerate(self.rows.values(), start=1) if r.status == "running"]
+        if self.parallel == 1:
+            position = f"run {running[0] if running else min(done + 1, n)} of {n}"
+        else:
+            position = f"{done} of {n} runs done, {len(running)} running"
+        return f"fipo-bench run: {position}, overall ETA {duration(self.overall_eta())}"
+
+    # -- rendering -----------------------------------------------------------------------------------
+
+    def table(self) -> Table:
+        table = Table(title=self.title(), title_justify="left")
+        for column in ("run", "status", "step", "acc", "len", "s/step", "ETA"):
+            table.add_column(column, justify="left" if column in ("run", "status") else "right", no_wrap=True)
+        for name, row in self.rows.items():
+            status = Text(row.activity or row.status, style=STATUS_STYLES.get(row.status, ""))
+            table.add_row(name, status, f"{row.step}/{self.total}",
+                          "-" if row.accuracy is None else f"{row.accuracy:.2f}",
+                          "-" if row.length is None else f"{row.length:.1f}",
+                          "-" if (rate := self.seconds_per_step(row)) is None else f"{rate:.2f}",
+                          duration(self.eta(row)))
+        return table
+
+    def __rich__(self) -> Table:
+        return self.table()
+
+
+class RichReporter(Reporter):
+    """The warm-up's progress bar, then one live table of the whole matrix (fipo_bench.runner.Reporter)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.warmup: Progress | None = None
         self.warmup_task = None
-        self.run_task = None
-        self.eval_task = None
-        self.results: list = []
-
-    def warmup_progress(self, done: int, total: int, metrics: dict) -> None:
-        if self.warmup_task is None:
-            self.warmup_task = self.progress.add_task("SFT warm-up", total=total)
-        loss = metrics.get("loss")
-        suffix = f" loss {loss:.3f}" if isinstance(loss, float) else ""
-        self.progress.update(self.warmup_task, completed=done, description=f"SFT warm-up{suffix}")
+        self.view: MatrixView | None = None
+        self.live: Live | None = None
 
     def phase(self, text: str) -> None:
-        self.progress.console.log(text)
+        self.console.log(text, markup=False)
 
-    def start_run(self, name: str, total: int, done: int) -> None:
-        if self.run_task is not None:
-            self.progress.remove_task(self.run_task)
-        self.run_name = name
-        self.run_task = self.progress.add_task(name, total=total, completed=done)
+    def warmup_progress(self, done: int, total: int, metrics: dict) -> None:
+        if self.warmup is None:
+            self.warmup = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TimeElapsedColumn(), console=self.console)
+            self.warmup.start()
+            self.warmup_task = self.warmup.add_task("SFT warm-up", total=total)
+        loss = metrics.get("loss")
+        suffix = f" loss {loss:.3f}" if isinstance(loss, float) else ""
+        self.warmup.update(self.warmup_task, completed=done, description=f"SFT warm-up{suffix}")
 
-    def advance_run(self, step: int, metrics: dict) -> None:
-        desc = (f"{self.run_name}  acc {metrics['accuracy']:.2f}  len {metrics['response_length_mean']:.1f}"
-                f"  {metrics['step_time_s']:.2f}s/step")
-        self.progress.update(self.run_task, completed=step, description=desc)
+    def matrix_started(self, runs: list[str], total_steps: int, parallel: int) -> None:
+        self._stop_warmup()
+        self.view = MatrixView(runs, total_steps, parallel)
+        self.live = Live(self.view, console=self.console, refresh_per_second=2, transient=True)
+        self.live.start()
 
-    def start_eval(self, dataset: str, step: int) -> None:
-        self.eval_task = self.progress.add_task(f"  eval {dataset} @ step {step}", total=None)
+    def run_started(self, run: str, step: int) -> None:
+        self.view.started(run, step)
 
-    def end_eval(self) -> None:
-        if self.eval_task is not None:
-            self.progress.remove_task(self.eval_task)
-            self.eval_task = None
+    def run_step(self, run: str, step: int, metrics: dict) -> None:
+        self.view.stepped(run, step, metrics)
+
+    def run_eval(self, run: str, dataset: str, step: int) -> None:
+        self.view.evaluating(run, dataset, step)
+
+    def run_finished(self, run: str, status: str, step: int) -> None:
+        self.view.finished(run, status, step)
 
     def message(self, text: str) -> None:
-        self.progress.console.log(text)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def _stop_warmup(self) -> None:
+        if self.warmup is not None:
+            self.warmup.stop()
+            self.warmup = None
+
+    def close(self) -> None:
+        self._stop_warmup()
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 def summary_table(results) -> Table:
@@ -86,13 +210,16 @@ def summary_table(results) -> Table:
                 value = row.get(key)
                 return format(value, spec) if isinstance(value, (int, float)) else "-"
 
-            colour = {"completed": "green", "failed": "red"}.get(r.status, "yellow")
-            status = f"[{colour}]{r.status}[/{colour}]"
-            table.add_row(f"{r.algo}-seed{r.seed}", status, str(r.step), dataset,
-                          fmt(first, "eval_accuracy", ".3f"), fmt(last, "eval_accuracy", ".3f"),
+            table.add_row(r.name, Text(r.status, style=STATUS_STYLES.get(r.status, "yellow")), str(r.step),
+                          dataset, fmt(first, "eval_accuracy", ".3f"), fmt(last, "eval_accuracy", ".3f"),
                           fmt(first, "eval_response_length", ".1f"), fmt(last, "eval_response_length", ".1f"),
                           f"{r.wall_time_s:.0f}s" if r.wall_time_s else "-")
     return table
+
+
+def _error(text: str, code: int = 2) -> typer.Exit:
+    console.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
 
 
 def run(
@@ -108,19 +235,29 @@ def run(
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     config_file: Path = typer.Option(None, "--config", help="JSON file of RunConfig fields."),
     sets: list[str] = typer.Option([], "--set", help="field=value, tiny_recipe.key=value, algo.field=value."),
-    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (backend openrlhf)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and print the config, train nothing."),
+    max_parallel: int = typer.Option(
+        None, "--max-parallel", help="Runs at once (local backend; default: as many as the cores or GPUs "
+        "allow, on Ray); 1 = one after the other in this process."),
+    cpus_per_run: int = typer.Option(
+        1, "--cpus-per-run", help="CPU cores (torch threads) per run; results depend on it, not on "
+        "--max-parallel."),
+    gpus_per_run: float = typer.Option(
+        None, "--gpus-per-run", help="GPUs per run under Ray (default 1 with a CUDA device, else 0)."),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="Join this Ray cluster (default: a local Ray started and stopped by the "
+        "command)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Run every check, print the plan, train nothing."),
 ) -> None:
     """Train algorithms under identical conditions (same base model, data order, seeds, budget)."""
     from fipo_bench.config import ConfigError, build_config
+    from fipo_bench.results import RunLockedError
 
     options = {"algos": algos, "seeds": seeds, "backend": backend, "model": model, "dataset": dataset,
                "num_steps": steps, "run_name": run_name, "output_dir": output_dir, "device": device}
     try:
         cfg = build_config(preset, config_file=config_file, options=options, sets=sets)
     except (ConfigError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        raise _error(str(e)) from None
     if not cfg.run_name:
         cfg = cfg.replace(run_name=cfg.default_run_name())
 
@@ -128,33 +265,53 @@ def run(
         from fipo_bench.backends.openrlhf import launch
 
         out = launch(cfg, dry_run=dry_run, ray_address=ray_address)
-        console.print(f"run directory: {out}")
+        console.print(f"run directory: {out}", markup=False, soft_wrap=True)
         return
+
+    from fipo_bench.runner import Execution, MatrixInterrupted, plan_matrix, run_matrix
+
+    execution = Execution(max_parallel=max_parallel, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                          ray_address=ray_address)
     if dry_run:
+        try:
+            plan = plan_matrix(cfg, execution)
+        except ConfigError as e:
+            raise _error(str(e)) from None
         console.print_json(cfg.to_json())
-        runs = [f"{a}-seed{s}" for s in cfg.seeds for a in cfg.algos]
-        console.print(f"would write {Path(cfg.output_dir) / cfg.run_name}/ with runs: {', '.join(runs)}")
+        for note in plan.notes:
+            console.print(f"note: {note}", markup=False, soft_wrap=True)
+        console.print(f"would run {plan.describe()}", markup=False, highlight=False, soft_wrap=True)
+        console.print("dry run: every check passed (algorithms and their settings, the base model, the "
+                      "datasets, existing run directories); nothing was trained or written", markup=False,
+                      soft_wrap=True)
         return
 
-    from fipo_bench.runner import run_matrix
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        reporter = RichReporter(progress)
-        try:
-            root = run_matrix(cfg, reporter=reporter, command=["fipo-bench", *sys.argv[1:]])
-        except ConfigError as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from None
-    console.print(summary_table(reporter.results))
-    console.print(f"results: {root}")
+    command = ["fipo-bench", *sys.argv[1:]]
+    reporter = RichReporter(console)
     try:
-        from fipo_bench.report import write_report
-    except ImportError:
-        console.print("note: fipo_bench.report.write_report is not available yet; no report written")
-    else:
-        out = write_report(root)
-        console.print(f"report: {out}")
-    if any(r.status == "failed" for r in reporter.results):
+        root, results = run_matrix(cfg, reporter=reporter, command=command, execution=execution)
+    except (ConfigError, RunLockedError) as e:
+        raise _error(str(e)) from None
+    except MatrixInterrupted as e:
+        reporter.close()
+        console.print(f"interrupted: {e.root}", markup=False, soft_wrap=True)
+        for line in e.stops:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"resume: run the same command again: {shlex.join(command)}", markup=False,
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before the first run started (warm-up, data)
+        reporter.close()
+        console.print("interrupted before training started; run the same command again", markup=False,
+                      soft_wrap=True)
+        raise typer.Exit(130) from None
+    finally:
+        reporter.close()
+    console.print(summary_table(results))
+    console.print(f"results: {root}", markup=False, highlight=False, soft_wrap=True)
+    from fipo_bench.report import write_report
+
+    out = write_report(root)
+    console.print(f"report: {out / 'report.html'}", markup=False, highlight=False, soft_wrap=True)
+    if any(r.status == "failed" for r in results):
         raise typer.Exit(1)

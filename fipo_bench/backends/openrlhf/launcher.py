@@ -59,7 +59,7 @@ class Job:
 
 def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
     """Prompts and evaluation sets; the built-in model is trained only for a real launch."""
-    from fipo_bench.runner import prepare_task
+    from fipo_bench.tasks import load_task, prepare_base
 
     if config.model is None and dry_run:
         from fipo_bench.tiny import TinyTask
@@ -73,7 +73,7 @@ def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
         train = load_dataset(config.dataset, config.data_dir, limit=config.num_train_problems or None)
         model, tests, prompt_text = config.model, [], str
     else:
-        base, task = prepare_task(config)
+        base, task = prepare_base(config), load_task(config)
         model, train, prompt_text = str(base), task.train, task.prompt_text
         tests = task.evals.get("tiny", [])
     rows = [{"prompt": prompt_text(p.problem), "answer": p.answer} for p in train]
@@ -185,7 +185,7 @@ def print_plan(
 
 def launch(config, *, dry_run: bool = False, ray_address: str | None = None) -> Path:
     """Run (or with dry_run, print) every algorithm x seed of `config` on OpenRLHF; returns results/<run>/."""
-    from fipo_bench.runner import git_commit, package_versions, run_config_record
+    from fipo_bench.results import git_commit, package_versions, run_config_record
 
     # Absolute: Ray workers (on other nodes too, over a shared file system) do not share our directory.
     root = (Path(config.output_dir) / (config.run_name or config.default_run_name())).resolve()
@@ -289,7 +289,7 @@ def evaluate(config, job: Job, data: TrainingData) -> None:
     """`fipo-bench eval` of each checkpoint still missing from evals.jsonl; one line per (step, dataset).
     The base model (step 0) is evaluated once per seed: the seed's other runs reuse it."""
     from fipo_bench.evals.io import read_eval_dir
-    from fipo_bench.runner import write_eval
+    from fipo_bench.results import write_eval
 
     evals_path = job.run_dir / "evals.jsonl"
     done = (
@@ -322,6 +322,6 @@ def _finite(value) -> bool:
 
 
 def _now() -> str:
-    from fipo_bench.runner import _now as now
+    from fipo_bench.results import now
 
     return now()
