@@ -298,6 +298,13 @@ class RunDir:
     def append_metrics(self, row: dict) -> None:
         append_jsonl(self.metrics_path, json_safe(row))
 
+    def last_logged_step(self) -> int:
+        """The last step in metrics.jsonl (0 before the first)."""
+        if not self.metrics_path.exists():
+            return 0
+        steps = [row["step"] for _, row in iter_jsonl(self.metrics_path) if isinstance(row.get("step"), int)]
+        return max(steps, default=0)
+
     def evals(self) -> list[dict]:
         return read_jsonl(self.evals_path) if self.evals_path.exists() else []
 

@@ -349,7 +349,7 @@ def mark_interrupted(spec: RunSpec) -> None:
     status = run.status()
     if status and status.get("status") == "running":
         resume = run.resume_point()[0]
-        run.set_status("interrupted", resume, "interrupted")
+        run.set_status("interrupted", resume, f"interrupted during step {run.last_logged_step() + 1}")
 
 
 # -- the matrix ---------------------------------------------------------------------------------------
