@@ -25,9 +25,12 @@ def test_sequential_view_counts_runs_and_sums_the_remaining_work():
     view = MatrixView(["grpo-seed0", "dapo-seed0", "fipo-seed0"], total_steps=10, parallel=1, clock=clock)
     assert view.title() == "fipo-bench run: run 1 of 3, overall ETA -"
     view.started("grpo-seed0", 0)
-    clock.now = 8.0
-    view.stepped("grpo-seed0", 4, {"accuracy": 0.5, "response_length_mean": 12.25})
+    clock.now = 5.0  # loading the model and evaluating step 0 took 5 s, then 2 s per step
+    view.stepped("grpo-seed0", 1, {})
     row = view.rows["grpo-seed0"]
+    assert view.seconds_per_step(row) == 5.0  # one step: all there is to go by
+    clock.now = 11.0
+    view.stepped("grpo-seed0", 4, {"accuracy": 0.5, "response_length_mean": 12.25})
     assert view.seconds_per_step(row) == 2.0 and view.eta(row) == 12.0
     # 6 steps left here, 10 in each queued run, all at the measured 2 s/step, one run at a time.
     assert view.overall_eta() == (6 + 10 + 10) * 2.0
@@ -45,7 +48,7 @@ def test_parallel_view_divides_the_work_over_the_runs_at_once_and_measures_from_
     view.started("a-seed0", 4)  # resumed at step 4: s/step counts only the steps done since
     view.started("b-seed0", 0)
     clock.now = 6.0
-    view.stepped("a-seed0", 7, {})
+    view.stepped("a-seed0", 7, {})  # first events: measured since each run's start
     view.stepped("b-seed0", 2, {})
     assert view.seconds_per_step(view.rows["a-seed0"]) == 2.0
     assert view.seconds_per_step(view.rows["b-seed0"]) == 3.0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -46,13 +46,16 @@ class RunRow:
     length: float | None = None
     started_at: float | None = None
     started_step: int = 0
+    first_step_at: float | None = None
+    first_step: int = 0
     last_at: float | None = None
 
 
 class MatrixView:
     """The live view's state: one row per run (step/total, accuracy, mean length, s/step, ETA) and the
-    matrix's overall ETA. s/step is wall time per step since the run (re)started, evaluations and
-    checkpoints included; a queued run is expected to take the mean s/step of the runs measured so far."""
+    matrix's overall ETA. s/step is wall time per step (evaluations and checkpoints included) since the
+    run's first step, or since it (re)started until two steps are done, so that loading the model does not
+    count as training; a queued run is expected to take the mean s/step of the runs measured so far."""
 
     def __init__(self, runs: list[str], total_steps: int, parallel: int,
                  clock: Callable[[], float] = time.monotonic):
@@ -65,10 +68,13 @@ class MatrixView:
         row = self.rows[run]
         row.status, row.step, row.started_step, row.activity = "running", step, step, ""
         row.started_at = row.last_at = self.clock()
+        row.first_step_at = None
 
     def stepped(self, run: str, step: int, metrics: dict) -> None:
         row = self.rows[run]
         row.step, row.last_at, row.activity = step, self.clock(), ""
+        if row.first_step_at is None:
+            row.first_step_at, row.first_step = row.last_at, step
         row.accuracy = metrics.get("accuracy")
         row.length = metrics.get("response_length_mean")
 
@@ -84,6 +90,8 @@ class MatrixView:
     def seconds_per_step(self, row: RunRow) -> float | None:
         if row.started_at is None or row.step <= row.started_step:
             return None
+        if row.step - row.first_step >= 2:
+            return (row.last_at - row.first_step_at) / (row.step - row.first_step)
         return (row.last_at - row.started_at) / (row.step - row.started_step)
 
     def _unfinished(self) -> list[RunRow]:
@@ -118,7 +126,7 @@ class MatrixView:
     # -- rendering -----------------------------------------------------------------------------------
 
     def table(self) -> Table:
-        table = Table(title=self.title(), title_justify="left")
+        table = Table()
         for column in ("run", "status", "step", "acc", "len", "s/step", "ETA"):
             table.add_column(column, justify="left" if column in ("run", "status") else "right", no_wrap=True)
         for name, row in self.rows.items():
@@ -130,8 +138,8 @@ class MatrixView:
                           duration(self.eta(row)))
         return table
 
-    def __rich__(self) -> Table:
-        return self.table()
+    def __rich__(self) -> Group:
+        return Group(Text(self.title()), self.table())
 
 
 class RichReporter(Reporter):
