@@ -41,9 +41,9 @@ from fipo_bench.runner import (
     Reporter,
     RunResult,
     RunSpec,
-    _gpus_per_run,
-    _local_cores,
     execute,
+    gpus_per_run,
+    local_cores,
     run_lost,
 )
 
@@ -82,7 +82,7 @@ def _connect(plan: Plan) -> bool:
         else:
             import torch
 
-            ray.init(address="local", num_cpus=_local_cores(), num_gpus=torch.cuda.device_count(),
+            ray.init(address="local", num_cpus=local_cores(), num_gpus=torch.cuda.device_count(),
                      include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, **options)
     return True
 
@@ -198,7 +198,7 @@ def _dispatch(specs: list[RunSpec], reporter: Reporter, plan: Plan) -> list[RunR
 
     events = Queue(actor_options={"num_cpus": 0})
     task = ray.remote(_execute_remotely)
-    resources = {"num_cpus": plan.execution.cpus_per_run, "num_gpus": _gpus_per_run(plan.cfg, plan.execution),
+    resources = {"num_cpus": plan.execution.cpus_per_run, "num_gpus": gpus_per_run(plan.cfg, plan.execution),
                  "max_retries": MAX_RETRIES}
     waiting, running, outcomes = list(specs), {}, {}
     try:

@@ -173,19 +173,27 @@ def _dispatch_mode(cfg: RunConfig, execution: Execution, num_runs: int) -> tuple
                              ("--gpus-per-run", execution.gpus_per_run, 0)):
         if value is not None and value < low:
             raise ConfigError(f"{flag}: expected a number >= {low}, got {value}")
-    gpus = _gpus_per_run(cfg, execution)
+    gpus, notes = gpus_per_run(cfg, execution), []
     if execution.ray_address is None:
+        from fipo_bench.backends.local import resolve_device
+
+        try:
+            resolve_device(cfg.device)  # cuda requested on a machine without it
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if gpus > 0:
             import torch
 
-            fit = int(torch.cuda.device_count() // gpus)
+            fit, unit = int(torch.cuda.device_count() // gpus), f"{torch.cuda.device_count()} GPUs"
         else:
-            fit = _local_cores() // execution.cpus_per_run
+            fit, unit = local_cores() // execution.cpus_per_run, f"{local_cores()} cores"
         parallel = max(1, min(num_runs, execution.max_parallel or fit, fit))
+        if execution.max_parallel and execution.max_parallel > max(fit, 1):
+            notes.append(f"--max-parallel {execution.max_parallel}: only {max(fit, 1)} at once fit on {unit}")
     else:  # the cluster's resources are Ray's to schedule
         parallel = min(num_runs, execution.max_parallel or num_runs)
     if parallel <= 1 and execution.ray_address is None:
-        return "in-process", 1, []
+        return "in-process", 1, notes
     if importlib.util.find_spec("ray") is None:
         if execution.max_parallel is None and execution.ray_address is None:
             return "in-process", 1, [f"ray is not installed: the {num_runs} runs run one after the other "
@@ -194,10 +202,10 @@ def _dispatch_mode(cfg: RunConfig, execution: Execution, num_runs: int) -> tuple
     if gpus > 0 and cfg.device.startswith("cuda:"):
         raise ConfigError(f"config field 'device': {cfg.device!r} pins one GPU, but under Ray each run gets "
                           "its own; use --device cuda (or --max-parallel 1)")
-    return "ray", parallel, []
+    return "ray", parallel, notes
 
 
-def _gpus_per_run(cfg: RunConfig, execution: Execution) -> float:
+def gpus_per_run(cfg: RunConfig, execution: Execution) -> float:
     if execution.gpus_per_run is not None:
         return execution.gpus_per_run
     if cfg.device.startswith("cuda"):
@@ -209,7 +217,7 @@ def _gpus_per_run(cfg: RunConfig, execution: Execution) -> float:
     return 0.0
 
 
-def _local_cores() -> int:
+def local_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
