@@ -354,10 +354,12 @@ def test_dry_run_runs_the_checks_of_a_real_run(reference_run, tmp_path, cache_di
         (["--algos", "grpo", "--model", base, "--dataset", str(tmp_path / "none.jsonl"), "--set",
           "eval_datasets=[\"aime24\"]"], "'dataset'"),
         (["--max-parallel", "0"], "--max-parallel"),
+        (["--seeds", "a,b"], "config: field 'seeds': expected integers"),
     ]
     for extra, expected in cases:
         result = invoke(["run", *extra, *out, "--dry-run"], expect=2)
         assert expected in result.output, (extra, result.output)
+        assert "config: config field" not in result.output
     # A results directory started with another config fails the dry run as it fails the real one.
     changed = [*args(reference_run.parent, cache_dir, "grpo,dapo,fipo", "ref"), "--set", "lr=0.5",
                "--dry-run"]

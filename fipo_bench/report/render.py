@@ -12,7 +12,7 @@ from pathlib import Path
 from fipo_bench.io import atomic_write_text
 from fipo_bench.report.compare import Report, build_report
 from fipo_bench.report.plots import write_plots
-from fipo_bench.report.tables import Table, _seeds, all_tables
+from fipo_bench.report.tables import Table, all_tables, seed_list
 from fipo_bench.results import COMPLETED
 
 
@@ -22,8 +22,8 @@ def summary_csv_rows(report: Report) -> list[dict]:
     speed = {(s.dataset, s.algo): s for s in report.speed}
     rows = []
     for e in report.evals:
-        row = {"dataset": e.dataset, "algorithm": e.algo, "kind": "aggregate", "seeds": _seeds(e.seeds),
-               "status": COMPLETED, "step": _seeds(sorted(set(e.steps))), "k": e.k,
+        row = {"dataset": e.dataset, "algorithm": e.algo, "kind": "aggregate", "seeds": seed_list(e.seeds),
+               "status": COMPLETED, "step": seed_list(sorted(set(e.steps))), "k": e.k,
                "num_problems": e.num_problems, "avg_at_k": e.avg_at_k, "avg_at_k_ci_low": e.avg_at_k_ci[0],
                "avg_at_k_ci_high": e.avg_at_k_ci[1], "cons_at_k": e.cons_at_k, "length_mean": e.length_mean,
                "length_median": e.length_median, "truncation_rate": e.truncation_rate}
@@ -31,7 +31,7 @@ def summary_csv_rows(report: Report) -> list[dict]:
         if (diff := diffs.get((e.dataset, e.algo))) is not None:
             row.update({"baseline": diff.baseline, "diff_vs_baseline": diff.mean, "diff_ci_low": diff.ci[0],
                         "diff_ci_high": diff.ci[1], "diff_p_value": diff.p_value,
-                        "diff_num_problems": diff.num_problems, "diff_seeds": _seeds(diff.seeds)})
+                        "diff_num_problems": diff.num_problems, "diff_seeds": seed_list(diff.seeds)})
         if (s := speed.get((e.dataset, e.algo))) is not None:
             row.update({"eval_auc": s.auc, "steps_to_threshold": s.steps_to_threshold,
                         "threshold": s.threshold})

@@ -43,7 +43,7 @@ def _p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def _seeds(seeds: Sequence[int]) -> str:
+def seed_list(seeds: Sequence[int]) -> str:
     return ",".join(str(s) for s in seeds)
 
 
@@ -73,7 +73,7 @@ def eval_tables(report: Report) -> list[Table]:
                 diff_cells = [f"{_signed_pp(diff.mean)} [{_signed_pp(diff.ci[0])}, {_signed_pp(diff.ci[1])}]",
                               _p(diff.p_value) + (f" {DISAGREE_MARK}" if diff.tests_disagree else "")]
             rows.append([
-                e.algo, _seeds(e.seeds), ",".join(map(str, steps)),
+                e.algo, seed_list(e.seeds), ",".join(map(str, steps)),
                 f"{_pct(e.avg_at_k)} [{_pct(e.avg_at_k_ci[0])}, {_pct(e.avg_at_k_ci[1])}]",
                 " / ".join(_pct(a) for a in e.avg_at_k_by_seed),
                 _pct(e.pass_at_k.get(pass_j)), _pct(e.cons_at_k), _num(e.length_mean), _num(e.length_median),
@@ -116,7 +116,7 @@ def speed_table(report: Report) -> Table | None:
 def training_table(report: Report) -> Table | None:
     if not report.training:
         return None
-    rows = [[t.algo, _seeds(t.seeds), "-" if t.last_step is None else str(t.last_step),
+    rows = [[t.algo, seed_list(t.seeds), "-" if t.last_step is None else str(t.last_step),
              _pct(t.final_accuracy), _pct(t.accuracy_auc), _num(t.final_length), _num(t.tokens_per_s, 0)]
             for t in report.training]
     caption = ("Training-batch metrics (metrics.jsonl) of completed runs, means over seeds. Final values are "
