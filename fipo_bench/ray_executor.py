@@ -24,6 +24,9 @@ imported inside the functions (an optional dependency: pip install -e '.[ray]').
   the run's last checkpoint; a second loss marks the run failed. The other runs go on either way.
 - Ctrl-C: the driver cancels the tasks (their workers are killed, so no one writes afterwards); the
   runner then marks the unfinished runs "interrupted".
+- kill -9 of the driver: the local Ray's processes are the driver's and die with it, its workers within
+  seconds (their run directories' locks with them); unfinished runs stay "running" and the same command
+  resumes each from its newest checkpoint. On a joined cluster Ray kills a dead driver's tasks likewise.
 """
 
 from __future__ import annotations

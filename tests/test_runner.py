@@ -1,7 +1,8 @@
 """`fipo-bench run` end to end on a micro setting: files and fields, determinism, identical first rollouts,
 resume after SIGKILL and Ctrl-C, non-finite losses, a test-only algorithm run through the trainer, the
 run-directory lock and repair, dry-run checks, and the parallel matrix on a 2-CPU local Ray (same files as
-sequential, a crash that stays in its run, a killed worker that resumes)."""
+sequential, a crash that stays in its run, a killed worker that resumes, a killed driver whose workers
+stop and whose matrix resumes)."""
 
 import dataclasses
 import json
@@ -458,3 +459,62 @@ def test_on_ray_a_crash_fails_only_its_run_and_a_killed_worker_resumes(reference
     _identical_files(dapo, reference_run / "dapo-seed0")
     incomplete = (tmp_path / "ray" / "report" / "report.md").read_text().split("## Incomplete runs", 1)[1]
     assert "test-only-crash-seed0 | failed | 2" in incomplete
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_on_ray_a_killed_driver_stops_its_workers_and_the_same_command_resumes(reference_run, cache_dir):
+    pytest.importorskip("ray", reason="the parallel matrix needs ray (installed by .ci/run)")
+    out = reference_run.parent
+    argv = args(out, cache_dir, "dapo,fipo", "driver-killed", "--max-parallel", "2")
+    dapo = out / "driver-killed" / "dapo-seed0"
+    # Its own process group: the local Ray's processes are the driver's children and stay in it.
+    proc = subprocess.Popen([sys.executable, "-m", "fipo_bench.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            metrics = dapo / "metrics.jsonl"
+            if metrics.exists() and metrics.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the matrix ended before its driver could be killed"
+        worker = lock_holder(dapo)["pid"]
+        assert worker != proc.pid
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # The local Ray shares the driver's fate: its workers stop instead of writing on unsupervised.
+        deadline = time.monotonic() + 60
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker), f"Ray worker {worker} outlived its driver"
+        assert read_json(dapo / "status.json")["status"] == "running"
+        assert len(read_jsonl(dapo / "metrics.jsonl")) < STEPS
+
+        invoke(argv)
+        for algo in ("dapo", "fipo"):
+            _identical_files(out / "driver-killed" / f"{algo}-seed0", reference_run / f"{algo}-seed0")
+        # Ray's agents notice the lost raylet within seconds, and nothing of the killed driver is left.
+        deadline = time.monotonic() + 60
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _group_alive(proc.pid), "a process of the killed driver's Ray outlived it"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
