@@ -206,7 +206,7 @@ def _unordered(gold: tuple[Node, ...], pred: tuple[Node, ...], atom_equal: AtomE
 
 
 def _distinct(items: tuple[Node, ...]) -> tuple[Node, ...]:
-    return tuple({item.text: item for item in items}.values())
+    return tuple({item.text.replace(", ", ","): item for item in items}.values())
 
 
 def _ordered(gold, pred, atom_equal: AtomEqual) -> bool | None:
@@ -274,6 +274,8 @@ def compare_nodes(gold: Node, pred: Node, atom_equal: AtomEqual) -> bool | None:
             ):
                 return False
             return _all(_ordered(g, p, atom_equal) for g, p in zip(gold.items, pred.items, strict=True))
+        if "matrix" in gold.text and "matrix" in pred.text:  # a product or sum of matrices: evaluated
+            return atom_equal(gold.text, pred.text)
         gold_vector, pred_vector = _as_vector(gold), _as_vector(pred)
         if gold_vector is not None and pred.kind == "list" and pred.open != "\\{":
             return _ordered(gold_vector, pred.items, atom_equal)

@@ -49,6 +49,7 @@ _PROSE_PREFIX = re.compile(
     r"^[A-Za-z']+\s+[A-Za-z'][^\n]{0,200}?\s(?:is|are|equals|be|get|gives|obtain)\s*:?\s+(?=\S)",
     re.IGNORECASE,
 )
+_PROSE_START = re.compile(r"[A-Za-z']+\s+[A-Za-z']+\s+[A-Za-z']+\s")
 _SENTENCE_END = re.compile(
     r"\.\s+(?=[A-Z])|\.\s*$|[;!?]\s|,?\s+(?:because|since|which|where|as|so|when)\s", re.IGNORECASE
 )
@@ -119,6 +120,7 @@ _SPACED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*)(?=\d{3})")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # invisible; NUL bytes in model output
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)")
+_UNCLOSED_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}?", re.DOTALL)
 _DOLLAR_PAIR = re.compile(r"\$+([^$]+?)\$+", re.DOTALL)
 _UNICODE_MATH = str.maketrans({"π": "\\pi ", "−": "-", "×": "\\times ", "·": "\\cdot ", "∞": "\\infty ",
                                "√": "\\sqrt ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "\u2009": " ",
@@ -205,9 +207,11 @@ def strip_prose(content: str) -> str:
     content = _HOPE.sub("", content.strip()).strip()
     if _BOX_COMMAND.search(content):
         return content
-    masked = _MATH_SEGMENT.sub(lambda m: "M" * len(m.group(0)), content)  # "is" inside math is no verb
-    prefix = _PROSE_PREFIX.match(masked)
-    if prefix:
+    for _ in range(3):  # "The maximum number of points that could be in the domain of $f$ is 19"
+        masked = _MATH_SEGMENT.sub(lambda m: "M" * len(m.group(0)), content)  # "is" in math is no verb
+        prefix = _PROSE_PREFIX.match(masked)
+        if not prefix:
+            break
         content = content[prefix.end() :]
     segments = list(_MATH_SEGMENT.finditer(content))
     if segments and segments[0].start() == 0:
@@ -221,6 +225,10 @@ def strip_prose(content: str) -> str:
     sentence_end = _SENTENCE_END.search(_MATH_SEGMENT.sub(lambda m: "M" * len(m.group(0)), content))
     if sentence_end and sentence_end.start() > 0:
         content = content[: sentence_end.start()]
+    if _PROSE_START.match(content) and not segments:  # "Jane started growing it 3 hours ago"
+        numbers = [number.group(0) for number in _LAST_NUMBER.finditer(content)]
+        if len(numbers) == 1:
+            return numbers[0].strip()
     return content.strip()
 
 
@@ -272,19 +280,20 @@ def extract_answer(response: str, parts: int = 1) -> str | None:
     paragraph = tail[tail.rfind("\n\n") + 2 :] if "\n\n" in tail else tail
     segments = list(_MATH_SEGMENT.finditer(paragraph))
     after = paragraph[segments[-1].end() :] if segments else paragraph
+    if not segments and "\n" not in paragraph and len(paragraph) <= 100 and "\\" in paragraph:
+        return paragraph  # a bare `\frac{10}{9}`
     number = _last_match(_LAST_NUMBER, after)
     if number is not None:  # "... the probability that Alice wins is 2/3.", "... increases by 100%."
         return number.group(0).strip()
     if segments:
         return _segment_text(segments[-1]).strip() or None
-    if "\n" not in paragraph and len(paragraph) <= 100 and "\\" in paragraph:  # a bare `\frac{10}{9}`
-        return paragraph
     return None
 
 
 # The last number of an answer without any anchor (math-verify's ExprExtractionConfig reads these too).
 _LAST_NUMBER = re.compile(
-    r"(?<![\w.])[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?:\s*(?:\\?%|percent\b))?(?![\w/])"
+    r"(?<![\w.])[+-]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?: \d{3})+(?!\d)|\d+|(?=\.\d))(?:\.\d+)?(?:/\d+)?"
+    r"(?:\s*(?:\\?%|percent\b))?(?![\d/])"
 )
 
 
@@ -346,7 +355,8 @@ def _joined_boxes(text: str) -> str:
     itself when it has no box."""
     spans = boxed_spans(text)
     if not spans:
-        return text
+        unclosed = _UNCLOSED_BOX.fullmatch(text)  # `\boxed{185\}`: the escaped brace never closes it
+        return unclosed.group(1) if unclosed else text
     kept = [spans[-1]]
     for span in reversed(spans[:-1]):
         gap = text[span[1] : kept[-1][0]]
@@ -521,7 +531,8 @@ def parse_structure(text: str) -> Node:
             return Node("list", text, tuple(parse_structure(item) for item in _split(inner, commas)), *brackets)
         if brackets[0] == "\\{" and inner.strip():
             return Node("list", text, (parse_structure(inner.strip()),), *brackets)
-        if not commas and inner.strip() and brackets == ("(", ")"):  # `(x+1)`, `(\begin{pmatrix}..)`
+        if not commas and inner.strip() and (brackets == ("(", ")") or inner.startswith("\\begin")):
+            # `(x+1)`, `[\\begin{array}..\\end{array}]`: the brackets only group
             return parse_structure(inner.strip())
     commas = _top_level_spans(text, (",", ";"))
     if commas and len(commas) < MAX_LIST_ITEMS:
