@@ -33,6 +33,9 @@ from dataclasses import dataclass
 TAIL_CHARS = 20_000
 # A final answer longer than this is not an answer (MATH-500's longest gold answer has 159 chars).
 MAX_ANSWER_CHARS = 1_000
+MAX_DEPTH = 12  # nesting levels of lists/relations parsed
+# Where an answer without any anchor is looked for (the end of the response).
+NO_ANCHOR_CHARS = 2_000
 # Lists longer than this are not split into items (bounds the cost of an unordered comparison).
 MAX_LIST_ITEMS = 32
 
@@ -53,13 +56,13 @@ _PROSE_START = re.compile(r"[A-Za-z']+\s+[A-Za-z']+\s+[A-Za-z']+\s")
 _SENTENCE_END = re.compile(
     r"\.\s+(?=[A-Z])|\.\s*$|[;!?]\s|,?\s+(?:because|since|which|where|as|so|when)\s", re.IGNORECASE
 )
-_CHAT_TOKENS = re.compile(r"(?:\s*<\|[a-z_]+\|>\s*[a-z]*)+\s*$")
+_CHAT_TOKEN = re.compile(r"<\|[a-z_]+\|>\s*[a-z]*$")  # `<|im_start|>user` left after an answer
 # Boxes form one answer when less than 10 characters, or less than 70 with a separator, lie between
 # them (math-verify 0.9 / latex2sympy2_extended `extract_boxed_content`).
 _NEAR_BOXES_GAP = 70
 _BOX_SEPARATOR = re.compile(r"\b(?:and|or)\b|,|;")
 _MATH_SEGMENT = re.compile(  # an escaped `\$` is currency inside math, not its end
-    r"\$\$((?:\\.|[^$\\])+?)\$\$|\$((?:\\.|[^$\\\n])+?)\$|\\\(([^\n]+?)\\\)|\\\[(.+?)\\\]", re.DOTALL
+    r"\$\$((?:\\.|[^$\\])+?)\$\$|\$((?:\\.|[^$\\\n])+?)\$|\\\(([^\n]{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]", re.DOTALL
 )
 _SEGMENT_JOINER = re.compile(r"\s*(?:,|,?\s*\band\b|,?\s*\bor\b)\s*", re.IGNORECASE)
 
@@ -120,7 +123,7 @@ _SPACED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*)(?=\d{3})")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # invisible; NUL bytes in model output
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)")
-_UNCLOSED_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}?", re.DOTALL)
+_UNCLOSED_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*\\)\}")  # `\boxed{185\}`
 _DOLLAR_PAIR = re.compile(r"\$+([^$]+?)\$+", re.DOTALL)
 _UNICODE_MATH = str.maketrans({"π": "\\pi ", "−": "-", "×": "\\times ", "·": "\\cdot ", "∞": "\\infty ",
                                "√": "\\sqrt ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "\u2009": " ",
@@ -249,7 +252,7 @@ def _from_answer_line(response: str) -> str | None:
         close = response.find(_DISPLAY_CLOSERS[opener], last.end(1))
         if close >= 0:
             content = response[last.start(1) : close + len(_DISPLAY_CLOSERS[opener])]
-    content = content.strip().strip("*").strip()
+    content = content[: 2 * MAX_ANSWER_CHARS].strip().strip("*").strip()
     if not content.strip(" \t*_."):
         return None
     return strip_prose(content) or None
@@ -264,7 +267,12 @@ def extract_answer(response: str, parts: int = 1) -> str | None:
     `parts` is how many parts the gold answer has (`answer_parts`): when it is more than one and the
     last box alone holds fewer, the last boxes are joined into one answer (`\\boxed{2}, \\boxed{3}`).
     """
-    response = _CHAT_TOKENS.sub("", response)
+    response = response.rstrip()
+    for _ in range(3):  # searched in the last 40 characters only: linear in the response
+        token = _CHAT_TOKEN.search(response, max(0, len(response) - 40))
+        if token is None:
+            break
+        response = response[: token.start()].rstrip()
     answer = _from_answer_line(response)
     if answer is not None:
         return answer
@@ -276,11 +284,17 @@ def extract_answer(response: str, parts: int = 1) -> str | None:
     sentence = _last_match(_ANSWER_SENTENCE, response)
     if sentence is not None:
         return strip_prose(sentence.group(1)) or None
-    tail = response[-TAIL_CHARS:].strip()
+    opened = _last_match(_BOX_COMMAND, response)
+    if opened is not None:  # a box that never closes: `\boxed{185\}`, else a truncated response
+        escaped = _UNCLOSED_BOX.match(response, opened.start())
+        return escaped.group(1).rstrip("\\").strip() or None if escaped else None
+    tail = response[-NO_ANCHOR_CHARS:].strip()
     paragraph = tail[tail.rfind("\n\n") + 2 :] if "\n\n" in tail else tail
     segments = list(_MATH_SEGMENT.finditer(paragraph))
     after = paragraph[segments[-1].end() :] if segments else paragraph
-    if not segments and "\n" not in paragraph and len(paragraph) <= 100 and "\\" in paragraph:
+    if not segments and "\n" not in paragraph and len(paragraph) <= 100 and "\\" in paragraph and not (
+        _BOX_COMMAND.search(paragraph) and not _UNCLOSED_BOX.fullmatch(paragraph)  # a box cut off: truncated
+    ):
         return paragraph  # a bare `\frac{10}{9}`
     number = _last_match(_LAST_NUMBER, after)
     if number is not None:  # "... the probability that Alice wins is 2/3.", "... increases by 100%."
@@ -506,9 +520,16 @@ def is_lone_variable(text: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=65_536)
 def parse_structure(text: str) -> Node:
     """The top-level structure of a normalized answer (see Node); anything else is an atom."""
+    return _parse(text, 0)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parse(text: str, depth: int) -> Node:
+    if depth > MAX_DEPTH:  # `{{{{...}}}}`: no recursion limit is reached, the rest stays one atom
+        return Node("atom", text)
+    parse_structure = functools.partial(_parse, depth=depth + 1)  # noqa: N806 (reads as the public name)
     matrix = _MATRIX.fullmatch(text)
     if matrix:
         body = matrix.group(2).strip().removesuffix("\\\\").strip()
