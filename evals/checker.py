@@ -74,7 +74,9 @@ _SYMBOLIC_CHARS = re.compile(r"[0-9A-Za-z\\{}()\[\]^_+\-*/.,=<>|!:;& %']+")
 _WORDS_ONLY = re.compile(r"[A-Za-z()]*[A-Za-z]{2,}[A-Za-z() ]*")  # text answers compare case-blind
 _PLAIN_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 _CHOICE = re.compile(r"\(?([A-J])\)?")
-_PRED_CHOICE = re.compile(r"\(([A-Ja-j])\)(?:\s.*)?|([A-J])(?:[.:)]\s?.*)?", re.DOTALL)
+_PRED_CHOICE = re.compile(r"\(([A-Ja-j])\).*|([A-J])(?:[.:)]\s?.*)?", re.DOTALL)
+_FUNCTION = re.compile(r"[A-Za-z]\((.*)\)")
+_BASE_NUMBER = re.compile(r"(\d+)_\{?(\d+)\}?")  # `4210_{7}`: a numeral in base 7
 _CHAIN = re.compile(r"<|>|\\le|\\ge")
 _FLIPPED = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "=": "=", "\\ne": "\\ne"}
 
@@ -170,6 +172,9 @@ def fast_atom_equal(gold: str, pred: str) -> bool | None:
         return by_number
     if _WORDS_ONLY.fullmatch(gold) and _WORDS_ONLY.fullmatch(pred):
         return gold.lower() == pred.lower()
+    gold_base, pred_base = _BASE_NUMBER.fullmatch(gold), _BASE_NUMBER.fullmatch(pred)
+    if gold_base and pred_base:  # math-verify drops the base: 4210_7 would equal 4210_8
+        return gold_base.groups() == pred_base.groups()
     return None
 
 
@@ -217,11 +222,8 @@ def _ordered(gold, pred, atom_equal: AtomEqual) -> bool | None:
 
 def _relation_equal(gold: Node, pred: Node, atom_equal: AtomEqual) -> bool | None:
     (gold_lhs, gold_rhs), (pred_lhs, pred_rhs) = gold.items, pred.items
-    lhs_forms = {_function_form(gold_lhs.text), _function_form(pred_lhs.text)}
-    if gold.op == pred.op == "=" and is_lone_variable(gold_lhs.text) and (
-        gold_lhs.text == pred_lhs.text or lhs_forms == {"f", "y"}
-    ):  # x = 5 against x = 6, and f(x) = 2x+3 against y = 2x+3: the values decide
-        return compare_nodes(gold_rhs, pred_rhs, atom_equal)
+    if gold.op == pred.op == "=" and _same_unknown(gold_lhs.text, pred_lhs.text):
+        return compare_nodes(gold_rhs, pred_rhs, atom_equal)  # x = 5 against x = 6: the values decide
     if gold.op == "\\in" or pred.op == "\\in":
         if gold.op == pred.op and gold_lhs.text == pred_lhs.text:
             return compare_nodes(gold_rhs, pred_rhs, atom_equal)
@@ -235,9 +237,18 @@ def _relation_equal(gold: Node, pred: Node, atom_equal: AtomEqual) -> bool | Non
     return atom_equal(gold.text, pred.text)  # the whole relation, both sides: equivalent equations
 
 
-def _function_form(lhs: str) -> str:
-    """"f" for a function's name with its arguments (`f(x)`), "y" for a lone `y`, else ""."""
-    return "f" if lhs.endswith(")") else "y" if lhs == "y" else ""
+def _same_unknown(gold_lhs: str, pred_lhs: str) -> bool:
+    """Whether two left sides name the same unknown: the same lone variable, a function of the same
+    arguments under another name (`f(x)`, `g(x)`), or `y` for a function of one argument."""
+    if not (is_lone_variable(gold_lhs) and is_lone_variable(pred_lhs)):
+        return False
+    if gold_lhs == pred_lhs:
+        return True
+    gold_args, pred_args = _FUNCTION.fullmatch(gold_lhs), _FUNCTION.fullmatch(pred_lhs)
+    if gold_args and pred_args:
+        return gold_args.group(1) == pred_args.group(1)
+    single = gold_args or pred_args
+    return single is not None and "," not in single.group(1) and "y" in (gold_lhs, pred_lhs)
 
 
 def _assigned_value(node: Node) -> Node | None:

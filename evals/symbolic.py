@@ -424,6 +424,21 @@ def _numeric_value(expr) -> Fraction | None:
     return Fraction(str(value))
 
 
+def _same_solutions(gold, pred) -> bool:
+    """Two equations in the same one unknown with the same non-empty solution set (`2x = 12` and
+    `x = 6`): math-verify's solve-and-compare expects several unknowns and misses these."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Eq) and isinstance(pred, sympy.Eq)):
+        return False
+    unknowns = gold.free_symbols
+    if len(unknowns) != 1 or pred.free_symbols != unknowns:
+        return False
+    (unknown,) = unknowns
+    gold_roots = set(sympy.solve(gold.lhs - gold.rhs, unknown))
+    return bool(gold_roots) and gold_roots == set(sympy.solve(pred.lhs - pred.rhs, unknown))
+
+
 def symbolic_atom_equal(gold: str, pred: str) -> bool:
     """Two leaves of a structured answer (checker.compare_nodes): the fast rules, then math-verify
     (LaTeX parsing only, see the module docstring), then checker.close_enough for a decimal against
@@ -443,6 +458,8 @@ def symbolic_atom_equal(gold: str, pred: str) -> bool:
     if is_relation(pred_parsed[0]) and not is_relation(gold_parsed[0]):
         return False
     if verify(list(gold_parsed), list(pred_parsed), timeout_seconds=None):
+        return True
+    if _same_solutions(gold_parsed[0], pred_parsed[0]):
         return True
     pred_value = parse_number(pred)
     if pred_value is None or not is_decimal(pred) or parse_number(gold) is not None:
