@@ -300,7 +300,8 @@ def compare_nodes(gold: Node, pred: Node, atom_equal: AtomEqual) -> bool | None:
         pred_items = pred.items if pred.kind == "list" else (pred,)
         if gold.kind != pred.kind:  # a value against a list: only a one-element set can match it
             single = gold if gold.kind == "list" else pred
-            if gold.kind == "atom" and _CHAIN.search(gold.text) and pred.open in "([" and len(pred.items) == 2:
+            is_interval = pred.open in "([" and len(pred.items) == 2
+            if gold.kind == "atom" and _CHAIN.search(gold.text) and is_interval:
                 return atom_equal(gold.text, pred.text)  # `0 < x < 1` and `(0, 1)`: math-verify's as_set
             if single.open != "\\{" or len(single.items) != 1:
                 return False

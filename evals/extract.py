@@ -62,7 +62,9 @@ _CHAT_TOKEN = re.compile(r"<\|[a-z_]+\|>\s*[a-z]*$")  # `<|im_start|>user` left 
 _NEAR_BOXES_GAP = 70
 _BOX_SEPARATOR = re.compile(r"\b(?:and|or)\b|,|;")
 _MATH_SEGMENT = re.compile(  # an escaped `\$` is currency inside math, not its end
-    r"\$\$((?:\\.|[^$\\])+?)\$\$|\$((?:\\.|[^$\\\n])+?)\$|\\\(([^\n]{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]", re.DOTALL
+    r"\$\$((?:\\.|[^$\\])+?)\$\$|\$((?:\\.|[^$\\\n])+?)\$"
+    r"|\\\(([^\n]{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]",
+    re.DOTALL,
 )
 _SEGMENT_JOINER = re.compile(r"\s*(?:,|,?\s*\band\b|,?\s*\bor\b)\s*", re.IGNORECASE)
 
@@ -100,7 +102,8 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
 _NUMBER_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|°)")
 _TRIG = re.compile(r"\\(?:arc)?(?:sin|cos|tan|sec|csc|cot)h?(?![A-Za-z])")
 _PERCENT = re.compile(
-    r"\s*(?:\\?%|\\text\{\s*(?:percent|percentage|pct)\s*\}|\b(?:percent|percentage|pct)\b)\s*$", re.IGNORECASE
+    r"\s*(?:\\?%|\\text\{\s*(?:percent|percentage|pct)\s*\}|\b(?:percent|percentage|pct)\b)\s*$",
+    re.IGNORECASE,
 )
 _FRAC_SHORTHAND = re.compile(r"\\frac\s*([0-9A-Za-z])\s*([0-9A-Za-z])")
 _FRAC_HALF_SHORTHAND = re.compile(r"\\frac\s*\{([^{}]*)\}\s*([0-9A-Za-z])")
@@ -117,7 +120,9 @@ _RELATION_MACROS = (
     (re.compile(r"\\gt(?![A-Za-z])"), ">"),
 )
 _DOUBLED_COMMAND = re.compile(r"\\\\(?=[A-Za-z]{2})")  # `\\frac` written with an escaped backslash
-_DOUBLED_COMMAND_IN_ROWS = re.compile(r"\\\\(?=(?:begin|end|frac|dfrac|sqrt|pi|cdot|times|text|infty)(?![a-z]))")
+_DOUBLED_COMMAND_IN_ROWS = re.compile(
+    r"\\\\(?=(?:begin|end|frac|dfrac|sqrt|pi|cdot|times|text|infty)(?![a-z]))"
+)
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SPACED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*)(?=\d{3})")
@@ -386,9 +391,13 @@ def _squeeze_spaces(text: str) -> str:
     (`1 1/2`, `2^6 3^5`), two letters (`\\sin x`, `x y`) or a letter then a digit."""
     out: list[str] = []
     for i, chunk in enumerate(text.split()):
-        if i and (out[-1][-1] == "," and chunk[0].isdigit() or out[-1][-1:].isalnum() and chunk[0].isalnum() and not (
-            out[-1][-1].isdigit() and chunk[0].isalpha()
-        )):
+        if i == 0:
+            out.append(chunk)
+            continue
+        before, after = out[-1][-1], chunk[0]
+        if before == "," and after.isdigit() or before.isalnum() and after.isalnum() and not (
+            before.isdigit() and after.isalpha()
+        ):
             out.append(" ")
         out.append(chunk)
     return "".join(out)
@@ -399,7 +408,9 @@ def _squeeze_spaces(text: str) -> str:
 
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = set(_OPENERS.values())
-_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|smallmatrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.DOTALL)
+_MATRIX = re.compile(
+    r"\\begin\{([pbBvV]?matrix|smallmatrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.DOTALL
+)
 _CASES = re.compile(r"\\begin\{cases\}(.*)\\end\{cases\}", re.DOTALL)
 _RELATION_OPS = ("\\le", "\\ge", "\\ne", "\\approx", "\\in", "=", "<", ">")
 _LONE_VARIABLE = re.compile(
@@ -437,7 +448,8 @@ def _top_level_spans(text: str, separators: tuple[str, ...]) -> list[tuple[int, 
                 continue
             if depth == 0:
                 for sep in separators:
-                    if sep.startswith("\\") and text.startswith(sep, i) and not text[i + len(sep) : i + len(sep) + 1].isalpha():
+                    after = text[i + len(sep) : i + len(sep) + 1]
+                    if sep.startswith("\\") and text.startswith(sep, i) and not after.isalpha():
                         found.append((i, sep))
                         break
             j = i + 1
@@ -541,7 +553,11 @@ def _parse(text: str, depth: int) -> Node:
             return Node("matrix", text, rows)
     cases = _CASES.fullmatch(text)
     if cases:
-        rows = tuple(parse_structure(row.replace("&", "").strip()) for row in cases.group(1).split("\\\\") if row.strip())
+        rows = tuple(
+            parse_structure(row.replace("&", "").strip())
+            for row in cases.group(1).split("\\\\")
+            if row.strip()
+        )
         if rows and len(rows) <= MAX_LIST_ITEMS:
             return Node("cases", text, rows)
     brackets = _outer_brackets(text)
@@ -549,7 +565,8 @@ def _parse(text: str, depth: int) -> Node:
         inner = text[2:-2] if text.startswith("\\{") else text[1:-1]
         commas = _top_level_spans(inner, (",", ";"))
         if commas and len(commas) < MAX_LIST_ITEMS:
-            return Node("list", text, tuple(parse_structure(item) for item in _split(inner, commas)), *brackets)
+            items = tuple(parse_structure(item) for item in _split(inner, commas))
+            return Node("list", text, items, *brackets)
         if brackets[0] == "\\{" and inner.strip():
             return Node("list", text, (parse_structure(inner.strip()),), *brackets)
         if not commas and inner.strip() and (brackets == ("(", ")") or inner.startswith("\\begin")):
@@ -563,7 +580,8 @@ def _parse(text: str, depth: int) -> Node:
     plus_minus = _top_level_spans(text, ("\\pm",))
     if len(plus_minus) == 1:  # `1 \pm \sqrt{2}`: the set of both values
         lhs, rhs = _split(text, plus_minus)
-        return Node("list", text, (parse_structure(f"{lhs}-{rhs}"), parse_structure(f"{lhs}+{rhs}")), "\\{", "\\}")
+        both = (parse_structure(f"{lhs}-{rhs}"), parse_structure(f"{lhs}+{rhs}"))
+        return Node("list", text, both, "\\{", "\\}")
     relations = _top_level_spans(text, _RELATION_OPS)
     if relations:
         ops = {op for _, op in relations}

@@ -89,7 +89,7 @@ FRACTIONS = [
     (line("\\frac{1}{2}"), "-\\frac{1}{2}", W),  # sign
     (line("\\frac{2}{1}"), "\\frac{1}{2}", W),  # inverted
     (line("\\frac{14}{3}"), "\\frac{13}{3}", W),  # one off
-    (line("0.333"), "\\frac{1}{3}", W),  # decimal vs fraction: 3 digits are too few (math-verify, Qwen2.5-Math)
+    (line("0.333"), "\\frac{1}{3}", W),  # 3 digits are too few (math-verify, Qwen2.5-Math)
     (line("0.3333"), "\\frac{1}{3}", C),  # relative 1e-4 (Qwen2.5-Math rel_tol)
     (line("0.333333"), "\\frac{1}{3}", C),  # 6-decimal rounding (math-verify float_rounding=6)
     (line("0.33"), "\\frac{1}{3}", W),  # relative 1e-2
@@ -193,7 +193,7 @@ DEGREES = [
     (line("30°"), "30", C),  # unicode degree sign
     (line("90"), "90^\\circ", C),  # gold has the sign
     (line("31^\\circ"), "30", W),  # wrong value
-    (line("\\sin(90^\\circ - x)"), "\\cos x", C),  # degrees inside a function's argument keep meaning (MARIO_EVAL)
+    (line("\\sin(90^\\circ - x)"), "\\cos x", C),  # degrees in an argument (MARIO_EVAL)
     (line("\\sin(90 - x)"), "\\cos x", W),  # without the sign it is radians
     (line("\\sin 30^\\circ"), "\\frac{1}{2}", C),  # sin of 30 degrees
     (line("\\sin 30"), "\\frac{1}{2}", W),  # sin of 30 radians
@@ -259,25 +259,33 @@ TUPLES = [
     (line("(1, \\sqrt{2})"), "(1, \\sqrt{2})", C),  # identical
 ]
 
+def env(name: str, *rows: str) -> str:
+    return f"\\begin{{{name}}}" + " \\\\ ".join(rows) + f"\\end{{{name}}}"
+
+
+def pm(*rows: str) -> str:
+    return env("pmatrix", *rows)
+
+
+SYSTEM = env("cases", "a+b=\\frac12", "a-b=\\sqrt3")
+
 MATRICES = [
-    (line("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"), "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", C),  # rows kept
-    (line("\\begin{pmatrix}1&2\\\\4&3\\end{pmatrix}"), "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", W),  # entries
-    (line("\\begin{pmatrix}1&3\\\\2&4\\end{pmatrix}"), "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", W),  # transpose
-    (line("\\begin{pmatrix}1&2&3&4\\end{pmatrix}"), "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", W),  # shape
-    (line("\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"), "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", C),  # NeMo-Skills
-    (line("\\begin{pmatrix} 1 & 0.5 \\\\ 1/3 & 4 \\end{pmatrix}"), "\\begin{pmatrix} 1 & 1/2 \\\\ 1/3 & 4 \\end{pmatrix}", C),
-    # ^ entry-wise by value (MARIO_EVAL)
-    (line("\\begin{pmatrix} 1 & 0.6 \\\\ 1/3 & 4 \\end{pmatrix}"), "\\begin{pmatrix} 1 & 1/2 \\\\ 1/3 & 4 \\end{pmatrix}", W),
-    (line("\\begin{pmatrix}6\\\\3\\\\0\\end{pmatrix}"), "\\begin{pmatrix}6\\\\3\\\\0\\end{pmatrix}", C),  # column vector
-    (line("\\begin{pmatrix}6\\\\0\\\\3\\end{pmatrix}"), "\\begin{pmatrix}6\\\\3\\\\0\\end{pmatrix}", W),  # entries swapped
-    (line("\\begin{pmatrix}\\sqrt{8}\\\\1\\end{pmatrix}"), "\\begin{pmatrix}2\\sqrt2\\\\1\\end{pmatrix}", C),  # symbolic
-    (line("\\begin{pmatrix}\\sqrt{8}\\\\1\\end{pmatrix}"), "\\begin{pmatrix}2\\sqrt3\\\\1\\end{pmatrix}", W),
-    (line("[0.5, 1]"), "\\begin{matrix} \\frac12 \\\\ 1 \\end{matrix}", C),  # a vector as a list (MARIO_EVAL)
-    (line("[1, 0.5]"), "\\begin{matrix} \\frac12 \\\\ 1 \\end{matrix}", W),  # in order
-    (line("\\begin{cases} a+b=0.5\\\\ a-b=1.7321\\end{cases}"), "\\begin{cases} a+b=\\frac12 \\\\ a-b=\\sqrt3 \\end{cases}", C),
-    # ^ systems compare row by row (MARIO_EVAL)
-    (line("\\begin{cases} a+b=0.5\\\\ a-b=1.5\\end{cases}"), "\\begin{cases} a+b=\\frac12 \\\\ a-b=\\sqrt3 \\end{cases}", W),
-    (line("\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}"), "\\begin{pmatrix}1&0\\\\0&-1\\end{pmatrix}", W),  # a sign
+    (line(pm("1&2", "3&4")), pm("1 & 2", "3 & 4"), C),  # rows survive normalization (issue 10)
+    (line(pm("1&2", "4&3")), pm("1 & 2", "3 & 4"), W),  # entries compare one by one
+    (line(pm("1&3", "2&4")), pm("1 & 2", "3 & 4"), W),  # the transpose
+    (line(pm("1&2&3&4")), pm("1 & 2", "3 & 4"), W),  # another shape
+    (line(env("bmatrix", "1&2", "3&4")), pm("1&2", "3&4"), C),  # bmatrix is pmatrix (NeMo-Skills)
+    (line(pm("1 & 0.5", "1/3 & 4")), pm("1 & 1/2", "1/3 & 4"), C),  # entry-wise by value (MARIO_EVAL)
+    (line(pm("1 & 0.6", "1/3 & 4")), pm("1 & 1/2", "1/3 & 4"), W),  # one entry wrong
+    (line(pm("6", "3", "0")), pm("6", "3", "0"), C),  # a column vector
+    (line(pm("6", "0", "3")), pm("6", "3", "0"), W),  # entries swapped
+    (line(pm("\\sqrt{8}", "1")), pm("2\\sqrt2", "1"), C),  # symbolic entries
+    (line(pm("\\sqrt{8}", "1")), pm("2\\sqrt3", "1"), W),  # a wrong symbolic entry
+    (line("[0.5, 1]"), env("matrix", "\\frac12", "1"), C),  # a vector as a list (MARIO_EVAL)
+    (line("[1, 0.5]"), env("matrix", "\\frac12", "1"), W),  # in order
+    (line(env("cases", "a+b=0.5", "a-b=1.7321")), SYSTEM, C),  # a system, row by row (MARIO_EVAL)
+    (line(env("cases", "a+b=0.5", "a-b=1.5")), SYSTEM, W),  # one equation wrong
+    (line(pm("1&0", "0&1")), pm("1&0", "0&-1"), W),  # a sign
 ]
 
 RELATIONS = [
@@ -316,7 +324,7 @@ RELATIONS = [
     (line("x >= 5"), "x \\geq 5", C),  # ASCII >=
     (line("x \\neq 3"), "x \\ne 3", C),  # \neq is \ne
     (line("x \\ne 3"), "x = 3", W),  # not equal is not equal to
-    (line("\\frac{\\sqrt{3}}{3} \\approx 0.577"), "\\frac{\\sqrt{3}}{3}", C),  # exact value before \approx (NeMo-Skills)
+    (line("\\frac{\\sqrt{3}}{3} \\approx 0.577"), "\\frac{\\sqrt{3}}{3}", C),  # before \approx (NeMo-Skills)
     (line("x \\approx 11"), "11", C),  # an approximate value of a lone variable (math-verify)
     (line("x = 1/3 \\approx 0.33"), "x = 1/3", C),  # the exact value is the answer
     (line("AB = 4"), "4", C),  # a named length is a quantity (math-verify numina cases)
@@ -324,7 +332,7 @@ RELATIONS = [
     (line("4"), "AB=4", C),  # gold names the quantity
     (line("5"), "AB=4", W),  # wrong value
     (line("x = 2 + 3 = 5"), "5", C),  # a chain of equalities assigning x (math-verify assignment chain)
-    (line("(-793, 10)"), "-793 < a < 10", C),  # an interval against a chain of inequalities (math-verify as_set)
+    (line("(-793, 10)"), "-793 < a < 10", C),  # interval vs chain (math-verify as_set)
     (line("(-793, 11)"), "-793 < a < 10", W),  # wrong end
 ]
 
@@ -354,7 +362,7 @@ FORMATS = [
     ("Final Answer: The final answer is 18. I hope it is correct.", "18", C),  # Minerva without $ (issue 10)
     ("Final Answer: The final answer is $18$. I hope it is correct.", "18", C),  # Minerva with $
     ("Final Answer: The final answer is $17$. I hope it is correct.", "18", W),  # Minerva, wrong value
-    ("Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", "0.5", C),  # Minerva, fraction
+    ("Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", "0.5", C),  # Minerva
     ("We add them up, so the answer is 7.", "7", C),  # the last sentence (issue 10)
     ("We add them up, so the answer is 8.", "7", W),  # last sentence, wrong value
     ("Thus the final answer is $\\frac{3}{4}$.", "0.75", C),  # "final answer is" with math
@@ -390,10 +398,10 @@ FORMATS = [
 ]
 
 MULTI_PART = [
-    ("So \\boxed{2} and \\boxed{3}.", "2, 3", C),  # several boxes form one answer when the gold has parts (issue 10)
+    ("So \\boxed{2} and \\boxed{3}.", "2, 3", C),  # boxes form one multi-part answer (issue 10)
     ("So \\boxed{3} and \\boxed{2}.", "2, 3", C),  # unordered parts
     ("So \\boxed{2} and \\boxed{4}.", "2, 3", W),  # one part wrong
-    ("First \\boxed{2}. Then more work. Then \\boxed{2, 3}.", "2, 3", C),  # the last box already has both parts
+    ("First \\boxed{2}. Then more work. Then \\boxed{2, 3}.", "2, 3", C),  # the last box has both parts
     ("\\boxed{1}, \\boxed{2}, \\boxed{3}", "\\{1,2,3\\}", C),  # three boxes, a set gold
     ("\\boxed{1}, \\boxed{2}", "\\{1,2,3\\}", W),  # one missing
     ("So \\boxed{2} and \\boxed{3}.", "3", C),  # a one-part gold takes the last box
@@ -452,8 +460,10 @@ LOOK_ALIKES = [
 
 CATEGORIES = {
     "numbers": NUMBERS, "fractions": FRACTIONS, "latex": LATEX, "units": UNITS, "percent": PERCENT,
-    "degrees": DEGREES, "sets_intervals": SETS, "tuples": TUPLES, "matrices": MATRICES, "relations": RELATIONS,
-    "choices": CHOICES, "formats": FORMATS, "multi_part": MULTI_PART, "text": TEXT, "look_alikes": LOOK_ALIKES,
+    "degrees": DEGREES, "sets_intervals": SETS, "tuples": TUPLES, "matrices": MATRICES,
+    "relations": RELATIONS,
+    "choices": CHOICES, "formats": FORMATS, "multi_part": MULTI_PART, "text": TEXT,
+    "look_alikes": LOOK_ALIKES,
 }
 TABLE = [(name, *case) for name, cases in CATEGORIES.items() for case in cases]
 IDS = [f"{name}-{i}" for name, cases in CATEGORIES.items() for i in range(len(cases))]
