@@ -70,7 +70,7 @@ _SLASH = re.compile(r"([+-]?)(\d+)/(\d+)")
 _MIXED = re.compile(r"([+-]?)(\d+)(?:\\frac\{(\d+)\}\{(\d+)\}| (\d+)/(\d+))")
 # Characters LaTeX math answers use; anything else (quotes, backticks, `#`, `@`, control characters,
 # non-ASCII) means the string is not a math answer, and it never reaches sympy.
-_SYMBOLIC_CHARS = re.compile(r"[0-9A-Za-z\\{}()\[\]^_+\-*/.,=<>|!:;& %']+")
+_SYMBOLIC_CHARS = re.compile(r"[0-9A-Za-z\\{}()\[\]^_+\-*/.,=<>|!:;& %]+")
 _WORDS_ONLY = re.compile(r"[A-Za-z()]*[A-Za-z]{2,}[A-Za-z() ]*")  # text answers compare case-blind
 _PLAIN_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 _CHOICE = re.compile(r"\(?([A-J])\)?")
@@ -352,7 +352,7 @@ def _gold_answer(gold: str) -> str:
     """The normalized gold; a gold that is a whole solution (math-verify's tests use such) is read
     like a response first."""
     if len(gold) > 100 or "\n" in gold.strip():
-        gold = extract_answer(gold) or gold
+        gold = extract_answer(gold, anchored=True) or gold
     return normalize_answer(gold)
 
 

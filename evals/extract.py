@@ -263,7 +263,7 @@ def _from_answer_line(response: str) -> str | None:
     return strip_prose(content) or None
 
 
-def extract_answer(response: str, parts: int = 1) -> str | None:
+def extract_answer(response: str, parts: int = 1, anchored: bool = False) -> str | None:
     """The raw final answer of a response; None when there is none (or only an empty one).
 
     In order: the last `Answer:` line; the last `\\boxed{}`; the last "the answer is X" sentence;
@@ -271,6 +271,7 @@ def extract_answer(response: str, parts: int = 1) -> str | None:
     (`$...$`, `\\[...\\]`) of the final paragraph, or the value of a final sentence "... is X.".
     `parts` is how many parts the gold answer has (`answer_parts`): when it is more than one and the
     last box alone holds fewer, the last boxes are joined into one answer (`\\boxed{2}, \\boxed{3}`).
+    `anchored` reads only the anchors (the first three).
     """
     response = response.rstrip()
     for _ in range(3):  # searched in the last 40 characters only: linear in the response
@@ -289,6 +290,8 @@ def extract_answer(response: str, parts: int = 1) -> str | None:
     sentence = _last_match(_ANSWER_SENTENCE, response)
     if sentence is not None:
         return strip_prose(sentence.group(1)) or None
+    if anchored:
+        return None
     opened = _last_match(_BOX_COMMAND, response)
     if opened is not None:  # a box that never closes: `\boxed{185\}`, else a truncated response
         escaped = _UNCLOSED_BOX.match(response, opened.start())

@@ -310,3 +310,17 @@ def test_symbolic_whitelist_admits_every_math500_gold_answer(shared_data_dir):
     golds = [json.loads(line)["answer"] for line in lines]
     rejected = [g for g in golds if not symbolic_candidate(normalize_answer(g), normalize_answer(g))]
     assert rejected == []
+
+
+def test_every_math500_gold_matches_itself_in_process(shared_data_dir):
+    """Normalization loses nothing a gold needs: each MATH-500 gold, boxed or on an `Answer:` line,
+    is decided correct against itself without a worker (sets, intervals, matrices and equations
+    included)."""
+    import json
+
+    rows = [json.loads(line) for line in (shared_data_dir / "math500.jsonl").read_text().splitlines()]
+    golds = [row["answer"] for row in rows]
+    for template in ("\\boxed{%s}", "Answer: $%s$"):
+        results = check_answers([template % gold for gold in golds], golds)
+        assert [(gold, r.verdict) for gold, r in zip(golds, results, strict=True) if not r.correct] == []
+        assert all(r.method in ("string", "number") for r in results)
