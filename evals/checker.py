@@ -25,8 +25,9 @@ Numbers (`numbers_equal`): exact first (Fractions: `0.5` is `\\frac{1}{2}`, `025
 is 3/2, `2.3\\times10^{-3}` is 23/10000). Then, only for a decimal written against a gold that is not
 a decimal (a fraction here, an irrational in the worker), a tolerance: equal after rounding both to 6
 decimal places (math-verify 0.9 `grader.sympy_numeric_eq`, `float_rounding=6`), or within a relative
-1e-4 (Qwen2.5-Math `grader.numeric_equal`, `isclose(rel_tol=1e-4)`, which MARIO_EVAL and NeMo-Skills'
-`math_equal` also use). An integer or decimal gold is never matched approximately (`5.001` is not `5`).
+1e-4 (Qwen2.5-Math's `evaluation/grader.py` `numeric_equal`, `isclose(rel_tol=1e-4)`, copied by many RL
+math graders; MARIO_EVAL allows a relative 1e-3). An integer or decimal gold is never matched
+approximately (`5.001` is not `5`; NeMo-Skills' tests ask the same).
 A percent on one side only: `28\\%` matches `28` and `0.28` (math-verify's percent rule).
 
 Verdicts: "correct", "incorrect", "no_answer" (nothing extracted), "timeout" (the symbolic check hit

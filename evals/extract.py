@@ -2,9 +2,14 @@
 
 Extraction (`extract_answer`) reads, in this order: the last `Answer:` line (DAPO's reward, verl
 `utils/reward_score/math_dapo.py`, after Minerva, Lewkowycz et al. 2022), the last `\\boxed{}`/`\\fbox{}`
-(several boxes form one answer when the gold has several parts), and last a sentence "the (final)
-answer is X". Prose around the value ("The final answer is $18$. I hope it is correct.", "the number
-of ways is 25.") is cut away.
+(several boxes form one answer when the gold has several parts), a sentence "the (final) answer is
+X"; without any of these anchors, what math-verify's extraction would find: the last math segment or
+the last number at the end of the response. Prose around the value ("The final answer is $18$. I
+hope it is correct.", "the number of ways is 25.") is cut away. A box that never closes marks a
+truncated response: no answer.
+
+Structure (`parse_structure`) splits a normalized answer at its top level into lists (bare, sets,
+tuples, intervals), matrices, `cases` systems and relations; checker.compare_nodes compares them.
 
 Normalization (`normalize_answer`) only rewrites notation, never meaning. Deviations from DAPO's
 `normalize_final_answer`, each because DAPO's rule silently corrupts answers:
