@@ -223,7 +223,9 @@ def _ordered(gold, pred, atom_equal: AtomEqual) -> bool | None:
 
 def _relation_equal(gold: Node, pred: Node, atom_equal: AtomEqual) -> bool | None:
     (gold_lhs, gold_rhs), (pred_lhs, pred_rhs) = gold.items, pred.items
-    if gold.op == pred.op == "=" and _same_unknown(gold_lhs.text, pred_lhs.text):
+    if gold.op == pred.op == "=" and is_lone_variable(gold_lhs.text) and is_lone_variable(pred_lhs.text):
+        if not _same_unknown(gold_lhs.text, pred_lhs.text):
+            return False  # y = 5 does not answer x = 5 (math-verify: both assignments keep their sides)
         return compare_nodes(gold_rhs, pred_rhs, atom_equal)  # x = 5 against x = 6: the values decide
     if gold.op == "\\in" or pred.op == "\\in":
         if gold.op == pred.op and gold_lhs.text == pred_lhs.text:
@@ -239,10 +241,8 @@ def _relation_equal(gold: Node, pred: Node, atom_equal: AtomEqual) -> bool | Non
 
 
 def _same_unknown(gold_lhs: str, pred_lhs: str) -> bool:
-    """Whether two left sides name the same unknown: the same lone variable, a function of the same
-    arguments under another name (`f(x)`, `g(x)`), or `y` for a function of one argument."""
-    if not (is_lone_variable(gold_lhs) and is_lone_variable(pred_lhs)):
-        return False
+    """Whether two lone-variable left sides name the same unknown: the same variable, a function of
+    the same arguments under another name (`f(x)`, `g(x)`), or `y` for a function of one argument."""
     if gold_lhs == pred_lhs:
         return True
     gold_args, pred_args = _FUNCTION.fullmatch(gold_lhs), _FUNCTION.fullmatch(pred_lhs)
