@@ -88,12 +88,6 @@ def resolve_backend(backend: str) -> str:
     return "vllm" if has_vllm and torch.cuda.is_available() else "transformers"
 
 
-def load_tokenizer(checkpoint: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(checkpoint)
-
-
 def generate(
     checkpoint: str,
     prompts: Sequence[str],
@@ -144,20 +138,17 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
 
 def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress) -> list[list[Generation]]:
     import torch
-    from transformers import AutoModelForCausalLM
 
+    from fipo_bench import models
     from fipo_bench.sampling import sample
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    tokenizer = load_tokenizer(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
-    eos_ids = {tokenizer.eos_token_id} | _as_set(getattr(model.generation_config, "eos_token_id", None))
-    eos_ids.discard(None)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
-    # A chat template already contains the special tokens; plain prompts get the tokenizer's own.
-    add_special = not getattr(tokenizer, "chat_template", None)
-    prompt_ids = [tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
+    tokenizer = models.load_tokenizer(checkpoint)
+    model = models.load_model(checkpoint, dtype=dtype).to(device).eval()
+    eos_ids = models.stop_token_ids(tokenizer, model.generation_config)
+    pad_id = tokenizer.pad_token_id
+    prompt_ids = [models.encode_prompt(tokenizer, p) for p in prompts]
 
     requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
     # Similar prompt lengths in a batch waste less padding; the order does not change any sample.
@@ -170,7 +161,7 @@ def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
         ]
         samples = sample(
             model, [prompt_ids[i] for i, _ in part], max_new_tokens=config.max_new_tokens,
-            eos_token_id=sorted(eos_ids), pad_token_id=pad_id, temperature=config.temperature,
+            eos_token_id=eos_ids, pad_token_id=pad_id, temperature=config.temperature,
             top_p=config.top_p, generator=generators,
         )
         rows = zip(samples.tokens.tolist(), samples.lengths.tolist(), samples.finished.tolist(), strict=True)
@@ -181,8 +172,3 @@ def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
             on_progress(len(part))
     return results  # type: ignore[return-value]
 
-
-def _as_set(value) -> set:
-    if value is None:
-        return set()
-    return set(value) if isinstance(value, (list, tuple, set)) else {value}

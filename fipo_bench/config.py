@@ -47,7 +47,8 @@ class RunConfig:
     preset: str = "tiny"
     """Name of the preset these values started from (recorded; the values themselves are below)."""
     model: str | None = None
-    """HF model directory or hub id; None = the built-in tiny model after its SFT warm-up."""
+    """HF model directory, hub id or GGUF file (fipo_bench.models); None = the built-in tiny model after
+    its SFT warm-up."""
     dataset: str | None = None
     """Training dataset name or jsonl/parquet file (fipo_bench.evals.load_dataset); None = built-in task."""
     data_dir: str | None = None
@@ -59,7 +60,8 @@ class RunConfig:
     tiny_recipe: dict[str, Any] = field(default_factory=dict)
     """Keyword fields of fipo_bench.tiny.TinyRecipe: the built-in model and its SFT warm-up."""
     base_cache_dir: str | None = None
-    """Where the built-in base checkpoint is cached (None: fipo_bench.tiny's default)."""
+    """Where base checkpoints are cached, the built-in one and GGUF conversions (None: $FIPO_BENCH_CACHE,
+    else ~/.cache/fipo-bench)."""
     num_train_problems: int = 100_000
     """Training prompts drawn from the task, or a cap on the dataset's rows (0 = all rows)."""
 

@@ -92,18 +92,14 @@ def prepare_task(cfg: RunConfig, progress=None):
         train = task.train_problems(cfg.num_train_problems or 100_000)
         return base, TaskData(train=train, evals={"tiny": tests}, prompt_text=lambda text: text, check=check)
 
-    from transformers import AutoTokenizer
-
+    from fipo_bench import models
     from fipo_bench.evals import check_answers, format_prompt, load_dataset
 
-    looks_local = cfg.model.startswith((".", "/", "~")) or Path(cfg.model).exists()
-    if looks_local and not Path(cfg.model).expanduser().is_dir():
-        raise ConfigError(f"config field 'model': {cfg.model} is not a directory (expected an HF model "
-                          "directory or a hub id)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    except OSError as e:
-        raise ConfigError(f"config field 'model': cannot load a tokenizer from {cfg.model!r}: {e}") from None
+        base = models.resolve_model(cfg.model, cfg.base_cache_dir)  # a GGUF file: its converted HF dir
+        tokenizer = models.load_tokenizer(base)
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"config field 'model': {e}") from None
     try:
         train = load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.num_train_problems or None)
     except (OSError, ValueError, KeyError) as e:
@@ -113,7 +109,7 @@ def prepare_task(cfg: RunConfig, progress=None):
         return format_prompt(text, cfg.prompt_template, tokenizer)
 
     def prompt_tokens(text: str) -> int:
-        return len(tokenizer(prompt_text(text), add_special_tokens=False)["input_ids"])
+        return len(models.encode_prompt(tokenizer, prompt_text(text)))
 
     fits = [p for p in train if prompt_tokens(p.problem) <= cfg.max_prompt_length]
     if not fits:
@@ -132,7 +128,7 @@ def prepare_task(cfg: RunConfig, progress=None):
     def check(responses: list[str], golds: list[str]) -> list[Verdict]:
         return [_verdict(r) for r in check_answers(responses, golds)]
 
-    return cfg.model, TaskData(train=fits, evals=evals, prompt_text=prompt_text, check=check)
+    return base, TaskData(train=fits, evals=evals, prompt_text=prompt_text, check=check)
 
 
 def dataset_label(name: str) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from fipo_bench import models
 from fipo_bench.sampling import Samples, left_pad, sample
 
 REWARD_CORRECT, REWARD_INCORRECT = 1.0, -1.0  # DAPO (arXiv 2503.14476) eq. 9: rule-based +1 / -1
@@ -190,23 +191,18 @@ class LocalTrainer:
 
     def __init__(self, cfg, alg, seed: int, base_checkpoint: str | Path, task: TaskData, *,
                  resume_from: Path | None = None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.cfg, self.alg, self.seed, self.task = cfg, alg, seed, task
         self.device = resolve_device(cfg.device)
         self.autocast_dtype = resolve_autocast(cfg.dtype, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(base_checkpoint))
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.eos_id, self.pad_id = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        if self.eos_id is None:
-            raise ValueError(f"{base_checkpoint}: the tokenizer has no eos_token (needed to end responses)")
+        self.tokenizer = models.load_tokenizer(str(base_checkpoint))
         source = resume_from if resume_from is not None else Path(base_checkpoint)
-        self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32).to(self.device)
+        self.model = models.load_model(str(source)).to(self.device)
         self.model.train()  # no dropout in the supported models; train mode only affects such layers
+        self.eos_ids = models.stop_token_ids(self.tokenizer, self.model.generation_config)
+        self.pad_id = self.tokenizer.pad_token_id
         self.reference = None
         if alg.needs_reference:
-            self.reference = AutoModelForCausalLM.from_pretrained(str(base_checkpoint), dtype=torch.float32)
+            self.reference = models.load_model(str(base_checkpoint))
             self.reference.to(self.device).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup = cfg.warmup_steps
@@ -229,7 +225,7 @@ class LocalTrainer:
     def encode_prompt(self, problem_text: str) -> list[int]:
         ids = self._prompt_cache.get(problem_text)
         if ids is None:
-            ids = self.tokenizer(self.task.prompt_text(problem_text), add_special_tokens=False)["input_ids"]
+            ids = models.encode_prompt(self.tokenizer, self.task.prompt_text(problem_text))
             if len(self._prompt_cache) < 200_000:
                 self._prompt_cache[problem_text] = ids
         return ids
@@ -241,7 +237,7 @@ class LocalTrainer:
         parts, texts = [], []
         for start in range(0, len(prompts), chunk):
             s = sample(self.model, prompts[start:start + chunk], max_new_tokens=max_new_tokens,
-                       eos_token_id=self.eos_id, pad_token_id=self.pad_id, temperature=temperature,
+                       eos_token_id=self.eos_ids, pad_token_id=self.pad_id, temperature=temperature,
                        top_p=top_p, generator=generator, autocast_dtype=self.autocast_dtype)
             ends = s.lengths - s.finished.long()  # drop the EOS token from the text
             rows = s.tokens.tolist()

@@ -45,7 +45,7 @@ def _fail(message: str) -> None:
 
 
 def eval_checkpoint(
-    checkpoint: str = typer.Argument(..., help="Hugging Face model directory (or Hub id)."),
+    checkpoint: str = typer.Argument(..., help="Hugging Face model directory, Hub id, or GGUF file."),
     dataset: str = typer.Option("aime24", help="aime24, aime25, amc23, math500, gsm8k, or a .jsonl/.parquet"),
     k: int | None = typer.Option(None, help="Samples per problem (preset: dapo 32, greedy 1)."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N problems."),

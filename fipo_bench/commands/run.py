@@ -100,7 +100,7 @@ def run(
     preset: str = typer.Option("tiny", "--preset", help="Named config (fipo_bench.presets)."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
     backend: str = typer.Option(None, "--backend", help="local | openrlhf"),
-    model: str = typer.Option(None, "--model", help="HF model dir or hub id (default: built-in tiny model)."),
+    model: str = typer.Option(None, "--model", help="HF model dir, hub id or GGUF file (default: tiny)."),
     dataset: str = typer.Option(None, "--dataset", help="Training dataset name or jsonl/parquet file."),
     steps: int = typer.Option(None, "--steps", help="Training steps (overrides the preset)."),
     run_name: str = typer.Option(None, "--run-name", help="Results subdirectory (default: from the config)."),
