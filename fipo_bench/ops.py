@@ -129,10 +129,7 @@ def aggregate(values: Tensor, mask: Tensor, mode: str, num_tokens_norm: float | 
     elif mode == "seq-mean-token-sum":
         per_sequence = token_sum
     elif mode == "seq-mean-token-sum-norm":
-        norm = values.shape[-1] if num_tokens_norm is None else num_tokens_norm
-        if not norm > 0:
-            raise ValueError(f"num_tokens_norm must be > 0, got {num_tokens_norm}")
-        per_sequence = token_sum / norm
+        per_sequence = token_sum / _tokens_norm(values.shape[-1], num_tokens_norm)
     else:
         raise ValueError(f"unknown loss aggregation mode {mode!r}; expected one of "
                          f"{', '.join(AGGREGATION_MODES)}")
@@ -149,12 +146,19 @@ def seq_mean_token_mean_scale(mask: Tensor, mode: str, num_tokens_norm: float | 
     if mode == "seq-mean-token-sum":
         return token_count
     if mode == "seq-mean-token-sum-norm":
-        norm = mask.shape[-1] if num_tokens_norm is None else num_tokens_norm
-        if not norm > 0:
-            raise ValueError(f"num_tokens_norm must be > 0, got {num_tokens_norm}")
-        return token_count / norm
+        return token_count / _tokens_norm(mask.shape[-1], num_tokens_norm)
     raise ValueError(f"{mode!r} is not a sequence-mean aggregation; expected seq-mean-token-mean, "
                      f"seq-mean-token-sum or seq-mean-token-sum-norm")
+
+
+def _tokens_norm(width: int, num_tokens_norm: float | None) -> float:
+    """The divisor of "seq-mean-token-sum-norm": num_tokens_norm, or the padded width (1 if there are no
+    columns, where every sum is 0)."""
+    if num_tokens_norm is None:
+        return max(width, 1)
+    if not num_tokens_norm > 0:
+        raise ValueError(f"num_tokens_norm must be > 0, got {num_tokens_norm}")
+    return num_tokens_norm
 
 
 def discounted_reverse_cumsum(values: Tensor, gamma: float) -> Tensor:

@@ -428,7 +428,11 @@ def test_token_loss_contract_for_backends_with_their_own_normalisation():
     for name in ("grpo", "dapo", "fipo"):
         alg = get_algorithm(name)
         token_loss, loss_mask, metrics = alg.token_loss(logp, old_logp, advantages, mask, ref_logp)
-        assert token_loss.dtype == loss_mask.dtype == torch.float32 and token_loss.shape == loss_mask.shape
+        # float64 inputs are computed in float64; the loss mask is float32 0/1 either way
+        assert token_loss.dtype == torch.float64 and loss_mask.dtype == torch.float32
+        assert token_loss.shape == loss_mask.shape
+        low = alg.token_loss(logp.float(), old_logp.float(), advantages.float(), mask, ref_logp.float())[0]
+        assert low.dtype == torch.float32
         assert torch.isfinite(token_loss).all() and torch.equal(token_loss, token_loss * loss_mask)
         assert all(value.dim() == 0 for value in metrics.values())
         loss, _ = alg.policy_loss(logp, old_logp, advantages, mask, ref_logp)

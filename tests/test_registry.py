@@ -66,7 +66,8 @@ def test_fipo_7b_variant_is_fipo_with_the_7b_settings():
 
 def test_unknown_name_lists_known_ones_and_suggests_close_ones():
     with pytest.raises(
-        KeyError, match=r"unknown algorithm 'fpio'\. Did you mean 'fipo'.*Known algorithms: dapo, fipo"
+        KeyError,
+        match=r"unknown algorithm 'fpio'\. Did you mean 'fipo'.*Known algorithms: .*dapo, dr-grpo, fipo",
     ):
         get_algorithm("fpio")
     assert get_algorithm(" FIPO ").name == "fipo"
