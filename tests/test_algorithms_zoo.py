@@ -31,12 +31,43 @@ ZOO = [
 LOSS_ZOO = ["dr-grpo", "gspo", "cispo", "sapo", "gmpo", "gpg", "clip-cov", "kl-cov"]  # their own losses
 
 
-def test_every_zoo_algorithm_is_registered_with_its_paper():
-    assert set(ZOO) <= set(list_algorithms())
+# The published settings (issue 11's table, each with its source in the field's documentation).
+PUBLISHED = {
+    "dr-grpo": {"loss_agg": "seq-mean-token-sum-norm", "max_tokens_norm": None, "kl_coef": 0.0},
+    "gspo": {"clip_low": 3e-4, "clip_high": 4e-4, "loss_agg": "seq-mean-token-mean", "dual_clip": None},
+    "cispo": {"clip_low": 1.0, "clip_high": 0.2, "loss_agg": "token-mean"},
+    "sapo": {"tau_pos": 1.0, "tau_neg": 1.05, "loss_agg": "seq-mean-token-mean"},
+    "gmpo": {"clip_low": 0.4, "clip_high": 0.4, "loss_agg": "seq-mean-token-mean"},
+    "gpg": {"loss_agg": "token-mean", "alpha_rule": "valid-groups"},
+    "clip-cov": {
+        "cov_ratio": 2e-4,
+        "cov_lb": 1.0,
+        "cov_ub": 5.0,
+        "clip_low": 1.0,
+        "clip_high": 1.0,
+        "dynamic_sampling": True,
+    },
+    "kl-cov": {"cov_ratio": 2e-3, "cov_kl_coef": 1.0, "dynamic_sampling": True},
+    "rloo": {"loss_agg": "token-mean"},
+    "reinforce++": {"gamma": 1.0, "unbiased_std": False},
+    "reinforce++-baseline": {"unbiased_std": False},
+    "opo": {"loss_agg": "token-mean"},
+}
+
+
+def test_every_zoo_algorithm_is_registered_with_its_paper_and_published_defaults():
+    assert set(ZOO) == set(PUBLISHED) and set(ZOO) <= set(list_algorithms())
     for name in ZOO:
         alg = get_algorithm(name)
         assert "arXiv" in type(alg).paper and type(alg).__doc__
         assert not alg.needs_reference  # none of the published recipes uses a KL loss
+        hp = alg.hyperparameters()
+        assert {key: hp[key] for key in PUBLISHED[name]} == PUBLISHED[name], name
+    for name in ("dr-grpo", "gspo", "clip-cov", "rloo", "reinforce++", "reinforce++-baseline", "opo"):
+        # every PPO-style loss keeps the shared names, so one override works across algorithms
+        assert {"clip_low", "clip_high", "dual_clip", "loss_agg"} <= set(
+            get_algorithm(name).hyperparameters()
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
