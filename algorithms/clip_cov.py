@@ -32,7 +32,7 @@ Reference code: the authors' (PRIME-RL/Entropy-Mechanism-of-RL, verl/trainer/ppo
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -43,6 +43,13 @@ from fipo_bench.algorithms.grpo import GRPO, clip_flags, clipped_surrogate, surr
 from fipo_bench.registry import register_algorithm
 
 PAPER = "Cui et al. 2025, The Entropy Mechanism of RL for Reasoning LMs, arXiv 2505.22617"
+
+
+def authors_dynamic_sampling() -> Any:
+    """The `dynamic_sampling` field of Clip-Cov and KL-Cov: on, as in the authors' DAPO-based recipes."""
+    return hyperparameter(
+        True, "Drop groups whose samples are all correct or all wrong, and generate more until the batch "
+        "is full. The authors' DAPO-based recipes: enable_filter_groups=True.")
 
 
 def token_covariance(advantages: Tensor, logp: Tensor, mask: Tensor) -> Tensor:
@@ -85,9 +92,7 @@ class ClipCov(GRPO):
     loss_agg: str = hyperparameter(
         "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). The authors' "
         "recipes: token-mean.")
-    dynamic_sampling: bool = hyperparameter(
-        True, "Drop groups whose samples are all correct or all wrong, and generate more until the batch "
-        "is full. The authors' DAPO-based recipes: enable_filter_groups=True.")
+    dynamic_sampling: bool = authors_dynamic_sampling()
     cov_ratio: float = hyperparameter(
         2e-4, "Share of the batch's response tokens whose gradient is removed. The authors' recipes: "
         "clip_cov_ratio=0.0002.")

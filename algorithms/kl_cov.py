@@ -33,7 +33,7 @@ from torch import Tensor
 
 from fipo_bench import ops
 from fipo_bench.algorithms.base import hyperparameter
-from fipo_bench.algorithms.clip_cov import PAPER, token_covariance
+from fipo_bench.algorithms.clip_cov import PAPER, authors_dynamic_sampling, token_covariance
 from fipo_bench.algorithms.grpo import PolicyGradient, surrogate_metrics
 from fipo_bench.registry import register_algorithm
 
@@ -57,12 +57,7 @@ class KLCov(PolicyGradient):
     paper: ClassVar[str] = PAPER
     log_ratio_limit: ClassVar[float | None] = None  # as the reference code
 
-    loss_agg: str = hyperparameter(
-        "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). The authors' "
-        "recipes: token-mean.")
-    dynamic_sampling: bool = hyperparameter(
-        True, "Drop groups whose samples are all correct or all wrong, and generate more until the batch "
-        "is full. The authors' DAPO-based recipes: enable_filter_groups=True.")
+    dynamic_sampling: bool = authors_dynamic_sampling()
     cov_ratio: float = hyperparameter(
         2e-3, "Share of the batch's response tokens that get the penalty. The authors' 7B recipe: "
         "k_percent=0.2 (%); their 32B recipe: 0.02 % (verl's default).")
