@@ -5,7 +5,7 @@ token ratios is pulled around by outlier tokens; a geometric mean is not, so GMP
 widely and explore more. Differences from GRPO:
 
 1. One objective per response, built from the geometric mean of its (clipped) token ratios:
-       l_i = -A_i exp(mean_t d'_it),   d' = min(d, eps_high) where A >= 0,  max(d, -eps_low) where A < 0
+       l_i = -A_i exp(mean_t d'_it),   d' = min(d, eps_high) where A > 0,  max(d, -eps_low) where A < 0
    with d = logp - old_logp. The clip acts token by token, in log space, on the pessimistic side.
 2. A wider clip range: (-0.4, 0.4) in log space, i.e. ratios in [e^-0.4, e^0.4] = [0.67, 1.49].
 3. The mean over responses (l_i is put on each of the response's tokens, so loss_agg
@@ -15,10 +15,12 @@ Reference code: the authors' (callsys/GMPO, train_zero_math_gmpo.py: `critic_typ
 response per micro-batch) and verl (`geo_mean` loss). Differences, the default following the authors:
 - verl ignores `loss_agg_mode` and takes the mean over all rows of the batch, empty responses included;
   ours (and the authors') over the non-empty ones: one positive constant per batch.
-- verl clips with sign(A): where A = 0 it sets d' = 0; the authors (and ours) treat A = 0 as A > 0.
-  With advantages constant over a response both give it loss 0 and no gradient, so they agree.
-- verl averages token advantages over the response (its advantages are per token); the authors take
-  the sequence's scalar. The same for sequence-level advantages; ours follows verl for [N, T] ones.
+- Where A = 0 verl's clip (through sign(A)) sets d' = 0, the authors' treats A = 0 as A > 0; with one
+  advantage per response both give that response loss 0 and no gradient. Ours is verl's, which is also
+  defined for per-token advantages.
+- verl averages per-token advantages over the response; the authors' advantage is the response's
+  scalar. The same for sequence-level advantages; ours is verl's for per-token ones.
+- verl divides the sums over a response by (length + 1e-8); ours by the length.
 - Log-ratios are not clamped at +-20 (GRPO here clamps them), as in both.
 """
 
@@ -41,12 +43,12 @@ def geometric_mean_loss(
 ) -> tuple[Tensor, Tensor]:
     """GMPO's per-response loss: log_ratio, advantages [N, T] (0 on padding), mask[N, T] bool ->
     (loss[N], clipped[N, T] bool: tokens where the clip replaced d)."""
-    positive = advantages >= 0
-    clipped_d = torch.where(positive, log_ratio.clamp(max=clip_high), log_ratio.clamp(min=-clip_low))
+    sign = torch.sign(advantages)  # the pessimistic side: min(d, bound) for A > 0, max for A < 0; 0 at A = 0
+    clipped_d = sign * torch.minimum(sign * log_ratio, sign * log_ratio.clamp(-clip_low, clip_high))
     tokens = torch.count_nonzero(mask, dim=-1).clamp_min(1)  # [N]
     mean_log_ratio = ops.masked_sum(clipped_d, mask, dim=-1) / tokens  # [N]
     advantage = ops.masked_sum(advantages, mask, dim=-1) / tokens  # [N]
-    clipped = torch.where(positive, log_ratio > clip_high, log_ratio < -clip_low)
+    clipped = ((advantages > 0) & (log_ratio > clip_high)) | ((advantages < 0) & (log_ratio < -clip_low))
     return -advantage * torch.exp(mean_log_ratio), clipped
 
 

@@ -147,7 +147,8 @@ def naive_token_losses(alg, rows):
                 out.append([])
                 continue
             clipped = [
-                min(lp - o, alg.clip_high) if a >= 0 else max(lp - o, -alg.clip_low) for lp, o, a in row
+                min(lp - o, alg.clip_high) if a > 0 else max(lp - o, -alg.clip_low) if a < 0 else 0.0
+                for lp, o, a in row
             ]
             mean_a = sum(a for _, _, a in row) / len(row)
             out.append([-mean_a * math.exp(sum(clipped) / len(row))] * len(row))
@@ -241,7 +242,7 @@ def test_losses_match_naive_per_token_loops(name, overrides):
     detached = penalized = 0
     for seed, token_advantages in ((0, False), (1, False), (2, True), (3, False)):
         logp, old, advantages, mask = zoo_batch(seed, adv_scale=3.0)
-        if token_advantages and name != "gmpo":  # GMPO's advantage is one per response
+        if token_advantages:
             advantages = advantages[:, None] * (
                 1 + torch.rand(mask.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
             )
