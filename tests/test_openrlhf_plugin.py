@@ -11,13 +11,19 @@ pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (in
 
 import torch  # noqa: E402
 
+from fipo_bench import registry  # noqa: E402
 from fipo_bench.algorithms import get_algorithm, list_algorithms  # noqa: E402
 from fipo_bench.backends.openrlhf import plugin, translate  # noqa: E402
 from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
 from fipo_bench.config import RunConfig  # noqa: E402
 
 OVERRIDES = {"dapo": {"overlong_buffer": 4}, "fipo": {"overlong_buffer": 4}}
-ALL = list_algorithms()
+# The built-in algorithms but the fipo-7b variant (other test modules register their own into the registry).
+ALL = [
+    name
+    for name in list_algorithms()
+    if registry.algorithm_class(name).__module__.startswith("fipo_bench.") and name != "fipo-7b"
+]
 # Clip-Cov and KL-Cov pick their tokens within each call, as in verl: per micro-batch, not per batch.
 PER_TOKEN_SELECTION = {"clip-cov", "kl-cov"}
 CONFIG = RunConfig(
