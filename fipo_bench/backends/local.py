@@ -8,7 +8,7 @@ One training step:
      length limit is not correct); with `alg.dynamic_sampling`, groups failing `alg.keep_group` on
      correctness are dropped and more batches are generated until B groups are kept (at most
      `max_gen_batches`; then it trains on what it kept);
-  3. `alg.shape_rewards` (overlong shaping), `alg.advantages`;
+  3. `alg.shape_rewards` (overlong shaping), `alg.advantages` (with the response mask);
   4. B / mini_batch_size AdamW updates of `alg.policy_loss`, each over one mini-batch of groups (so
      off-policy weights like FIPO's act from the second update on), with grad clipping; a frozen
      reference model is loaded only when `alg.needs_reference`. The learning-rate schedule (linear
@@ -146,7 +146,7 @@ class Rollout:
     response_ids: torch.Tensor  # [N, R]
     mask: torch.Tensor  # [N, R] float32
     old_logp: torch.Tensor  # [N, R]
-    advantages: torch.Tensor  # [N]
+    advantages: torch.Tensor  # [N], or [N, R] per token
     group_ids: torch.Tensor  # [N]
 
     def rows(self, index: torch.Tensor) -> Rollout:
@@ -154,8 +154,11 @@ class Rollout:
         prompt_mask, mask = self.prompt_mask[index], self.mask[index]
         p0 = int((prompt_mask.sum(0) > 0).nonzero().min()) if prompt_mask.numel() else 0
         r1 = int(mask.sum(1).max()) if mask.numel() else 0
+        advantages = self.advantages[index]
+        if advantages.dim() == 2:
+            advantages = advantages[:, :r1]
         return Rollout(self.prompt_ids[index, p0:], prompt_mask[:, p0:], self.response_ids[index, :r1],
-                       mask[:, :r1], self.old_logp[index, :r1], self.advantages[index], self.group_ids[index])
+                       mask[:, :r1], self.old_logp[index, :r1], advantages, self.group_ids[index])
 
 
 def _stack_right(rows: Sequence[torch.Tensor], fill: float) -> torch.Tensor:
@@ -332,12 +335,13 @@ class LocalTrainer:
         group_ids = torch.arange(len(kept)).repeat_interleave(n)
         raw = torch.where(correct, REWARD_CORRECT, REWARD_INCORRECT)
         rewards = alg.shape_rewards(raw, lengths, cfg.max_response_length)
-        advantages = alg.advantages(rewards, group_ids)
+        mask = _stack_right([k["mask"] for k in kept], 0.0)
+        advantages = alg.advantages(rewards, group_ids, mask=mask.to(rewards.device))
         rollout = Rollout(
             prompt_ids=_stack_left([k["prompt_ids"] for k in kept], self.pad_id),
             prompt_mask=_stack_left([k["prompt_mask"] for k in kept], 0),
             response_ids=_stack_right([k["response_ids"] for k in kept], self.pad_id),
-            mask=_stack_right([k["mask"] for k in kept], 0.0),
+            mask=mask,
             old_logp=_stack_right([k["logp"] for k in kept], 0.0),
             advantages=advantages.to(self.device), group_ids=group_ids.to(self.device),
         )

@@ -6,10 +6,13 @@ experience's `index // n_samples_per_prompt -> group_ids`.
 
 - ppo_actor: `PolicyLoss` -> `RegistryPolicyLoss` (`alg.token_loss`, then OpenRLHF's own
   `aggregate_loss`: the global token count of the optimizer step `batch_num_tokens`, times `dp_size`
-  for the gradient averaging across data-parallel ranks; same 5-tuple). `training_step` hands the loss
-  the experience (for `ref_logp` and to log our metrics) and passes OpenRLHF a KL coefficient of 0,
-  because our loss already contains the algorithm's KL term.
-- experience_maker: `compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages`.
+  for the gradient averaging across data-parallel ranks; same 5-tuple). OpenRLHF reduces by token-mean
+  or seq-mean-token-mean only; the token-sum modes (Dr. GRPO's) are run as seq-mean-token-mean on token
+  losses scaled per sequence (`ops.seq_mean_token_mean_scale`), which is exact. `training_step` hands
+  the loss the experience (for `ref_logp` and to log our metrics) and passes OpenRLHF a KL coefficient
+  of 0, because our loss already contains the algorithm's KL term.
+- experience_maker: `compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages` (with
+  the experiences' action masks, padded to one width; per-token advantages are cut back per experience).
 - samples_generator: stop after $FIPO_BENCH_MAX_STEPS rollout batches (the prompt file holds more
   under dynamic sampling), and draw at most $FIPO_BENCH_MAX_GEN_BATCHES x batch prompts per batch
   (OpenRLHF refills filtered prompts without a cap; after the cap the step trains on what it kept).
@@ -22,6 +25,7 @@ import os
 
 import torch
 
+from fipo_bench import ops
 from fipo_bench.backends.openrlhf.translate import (
     ENV_MAX_GEN_BATCHES,
     ENV_MAX_STEPS,
@@ -59,7 +63,7 @@ def make_policy_loss_class(alg, aggregate_loss):
                 "clip_eps_low": hp.get("clip_low", clip_eps_low),
                 "clip_eps_high": hp.get("clip_high", clip_eps_high),
                 "dual_clip": hp.get("dual_clip", dual_clip),
-                "token_level_loss": hp.get("loss_agg", "token-mean") == "token-mean",
+                "token_level_loss": alg.loss_agg == "token-mean",
             }
             given = {
                 "clip_eps_low": clip_eps_low,
@@ -92,6 +96,10 @@ def make_policy_loss_class(alg, aggregate_loss):
             token_loss, loss_mask, metrics = alg.token_loss(
                 log_probs, old_log_probs, advantages, mask, ref_logp
             )
+            if not self.token_level_loss:  # OpenRLHF's seq-mean-token-mean, rescaled to alg.loss_agg
+                token_loss = token_loss * ops.seq_mean_token_mean_scale(
+                    loss_mask, alg.loss_agg, alg.num_tokens_norm
+                ).to(token_loss.dtype)
             loss = aggregate_loss(
                 token_loss,
                 loss_mask,
@@ -137,23 +145,26 @@ def registry_advantages(experiences, alg, n_samples_per_prompt: int, max_respons
     Groups: OpenRLHF numbers the samples of a rollout batch 0..M-1 in `experience.index`, the n samples
     of a prompt consecutively, so group_ids = index // n.
     """
-    from fipo_bench import ops
-
     sizes = [len(e.index) for e in experiences]
     index = torch.tensor([i for e in experiences for i in e.index])  # [M]
     rewards = torch.cat(
         [e.rewards.to(torch.promote_types(e.rewards.dtype, torch.float32)) for e in experiences]
     )
     lengths = torch.cat([e.response_length for e in experiences])  # [M]
+    width = max(e.action_mask.shape[1] for e in experiences)
+    pad = torch.nn.functional.pad
+    padded = [pad(e.action_mask.bool(), (0, width - e.action_mask.shape[1])) for e in experiences]
+    mask = torch.cat(padded).to(rewards.device)  # [M, width]: the action masks, right-padded to one width
     group_ids = index // n_samples_per_prompt
     shaped = alg.shape_rewards(rewards, lengths, max_response_length)  # [M]
-    advantages = alg.advantages(shaped, group_ids)  # [M]
+    advantages = alg.advantages(shaped, group_ids, mask=mask)  # [M] or [M, width]
     group_std = ops.group_mean_std(shaped, group_ids)[1]
     for e, reward, advantage, std in zip(
         experiences, shaped.split(sizes), advantages.split(sizes), group_std.split(sizes), strict=True
     ):
         e.rewards = reward
-        e.advantages = advantage[:, None] * e.action_mask  # [B, A]
+        per_token = advantage[:, : e.action_mask.shape[1]] if advantage.dim() == 2 else advantage[:, None]
+        e.advantages = per_token * e.action_mask  # [B, A]
         e.returns = e.advantages.clone()
         e.kl = None
         e.info.update({"reward": reward.clone(), "return": reward.clone(), "group_reward_std": std})
