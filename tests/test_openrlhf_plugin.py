@@ -266,7 +266,7 @@ def test_group_ids_and_overlong_flags_agree_with_openrlhfs_own_computation(openr
     import sys
 
     del sys.modules["openrlhf.trainer.ppo_utils.experience_maker"]
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, plugin._PatchOnImport)]
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, plugin.PatchOnImport)]
     unpatched = importlib.import_module("openrlhf.trainer.ppo_utils.experience_maker")
     assert unpatched.RemoteExperienceMaker.compute_advantages_and_returns is not native
     maker = unpatched.RemoteExperienceMaker.__new__(unpatched.RemoteExperienceMaker)
@@ -343,7 +343,7 @@ def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_pa
         with stubbed_gpu_modules():
             import openrlhf.trainer.ray.vllm_engine  # noqa: F401  (what an engine process imports)
 
-            hooked = any(type(finder).__name__ == "_PatchOnImport" for finder in sys.meta_path)
+            hooked = any(type(finder).__name__ == "PatchOnImport" for finder in sys.meta_path)
             return os.getpid(), hooked, patch_report(), "deepspeed" in sys.modules
 
     def trainer_side():
