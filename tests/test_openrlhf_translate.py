@@ -226,18 +226,23 @@ def test_driver_stops_at_once_when_the_cluster_lacks_gpus(tmp_path):
     """Without the check OpenRLHF waits forever in pg.ready() (openrlhf/trainer/ray/launcher.py:252).
     The real driver, a real local Ray head with no GPUs: it exits with the numbers."""
     import os
+    import shutil
+    import tempfile
     from pathlib import Path
 
     alg, argv = argv_for("dapo", tmp_path, layout=translate.Layout(gpus_per_node=2, vllm_engines=2))
     support = Path(__file__).resolve().parent / "support"  # the flash_attn stand-in OpenRLHF imports
-    env = {**os.environ, "PYTHONPATH": str(support), "RAY_TMPDIR": str(tmp_path / "ray"),
+    ray_tmp = tempfile.mkdtemp(prefix="fb-ray-", dir="/tmp")  # short: Ray's socket paths fit in 107 bytes
+    env = {**os.environ, "PYTHONPATH": str(support), "RAY_TMPDIR": ray_tmp,
            "RAY_OVERRIDE_RESOURCES": '{"CPU": 2, "GPU": 0}', "RAY_enable_worker_prestart": "0",
            **translate.plugin_env(CONFIG, alg)}
-    (tmp_path / "ray").mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "fipo_bench.backends.openrlhf.driver", "--", *argv],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "fipo_bench.backends.openrlhf.driver", "--", *argv],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 1, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: this job needs 2 GPUs and 3 CPUs in Ray") and "has 0 GPUs" in last, last
@@ -278,16 +283,21 @@ def test_readme_openrlhf_dry_run_works_offline_on_a_local_file(tmp_path):
     import shlex
     from pathlib import Path
 
+    from fipo_bench.io import write_jsonl
+
     repo = Path(__file__).resolve().parents[1]
     lines = (repo / "README.md").read_text().replace("\\\n", " ").splitlines()
     (command,) = [line for line in lines if line.startswith("fipo-bench run --backend openrlhf --preset")
                   and "--dry-run" in line]
     argv = shlex.split(command, comments=True)
-    at = argv.index("--dataset") + 1
-    if not (repo / argv[at]).is_file():  # a fresh clone without ../shared: a file in the same format
-        (tmp_path / "train.jsonl").write_text('{"problem": "What is 1 + 1?", "answer": "2"}\n')
-        argv[at] = str(tmp_path / "train.jsonl")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    at = next(i for i, a in enumerate(argv) if a.startswith("data_dir="))
+    if not (repo / argv[at].removeprefix("data_dir=")).is_dir():  # a fresh clone: a copy of the same format
+        rows = [{"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\\n#### {i + 1}"}
+                for i in range(600)]
+        write_jsonl(tmp_path / "gsm8k_test.jsonl", rows)
+        argv[at] = f"data_dir={tmp_path}"
+    env = {k: v for k, v in os.environ.items() if k != "FIPO_BENCH_DATA"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
 
     def run(args):
         return subprocess.run(
@@ -298,7 +308,8 @@ def test_readme_openrlhf_dry_run_works_offline_on_a_local_file(tmp_path):
     result = run(argv)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("-m fipo_bench.backends.openrlhf.driver") == 3  # grpo, dapo, fipo
-    result = run(argv[: at - 1] + argv[at + 1 :])  # the preset's dataset: DAPO-Math-17k from the Hub
+    hub = argv[: argv.index("--dataset")] + argv[at + 1 :]  # no --dataset gsm8k --set data_dir=...
+    result = run(hub)  # the preset's own training set: DAPO-Math-17k from the Hub
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output, output
     assert output.lstrip().startswith("error: config field 'dataset'"), output
