@@ -24,8 +24,10 @@ from fipo_bench.tiny import TinyRecipe, TinyTask, ensure_base_checkpoint  # noqa
 TASK = TinyTask(max_value=9, max_terms=3, test_size=16)
 RECIPE = TinyRecipe(task=TASK, steps=150, hidden_size=64, num_layers=2, num_heads=2, ffn_size=128,
                     max_length=64, lr_warmup_steps=10)
-# "Answer:7" + EOS is 3 tokens, "Answer:16" + EOS 4: some responses end exactly at the budget, some are cut.
+# Greedy: "Answer:7" + EOS is 3 tokens, "Answer:16" + EOS 4, so some responses end exactly at the budget and
+# some are cut. Sampled: room for step-by-step answers, so lengths vary.
 MAX_NEW_TOKENS = 3
+SAMPLED_MAX_NEW_TOKENS = 20
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +39,10 @@ def checkpoint_and_problems(tmp_path_factory):
     return checkpoint, problems
 
 
-def evaluate(checkpoint, problems, out, backend, *options):
+def evaluate(checkpoint, problems, out, backend, *options, max_new_tokens=MAX_NEW_TOKENS):
     env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # our own default applies
     command = [sys.executable, "-m", "fipo_bench.cli", "eval", str(checkpoint), "--dataset", str(problems),
-               "--template", "raw", "--max-new-tokens", str(MAX_NEW_TOKENS), "--backend", backend,
+               "--template", "raw", "--max-new-tokens", str(max_new_tokens), "--backend", backend,
                "--out", str(out), *options]
     result = subprocess.run(command, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                             timeout=900)
@@ -65,7 +67,8 @@ def test_eval_with_real_vllm(checkpoint_and_problems, tmp_path):
     check_token_counts(checkpoint, vllm_rows)
 
     sampled = {b: evaluate(checkpoint, problems, tmp_path / f"k4-{b}", b, "--k", "4", "--temperature", "1.0",
-                           "--top-p", "1.0") for b in ("vllm", "transformers")}
+                           "--top-p", "1.0", max_new_tokens=SAMPLED_MAX_NEW_TOKENS)
+               for b in ("vllm", "transformers")}
     (vllm_rows, vllm_summary), (hf_rows, hf_summary) = sampled["vllm"], sampled["transformers"]
     assert vllm_summary["k"] == 4 and len(vllm_rows) == len(hf_rows) == 64
     n = len(vllm_rows)
@@ -75,7 +78,10 @@ def test_eval_with_real_vllm(checkpoint_and_problems, tmp_path):
     lengths = [[r["num_tokens"] for r in rows] for rows in (vllm_rows, hf_rows)]
     spread = max(_std(lengths[0]), _std(lengths[1]), 1.0)
     assert abs(_mean(lengths[0]) - _mean(lengths[1])) <= 4 * spread * math.sqrt(2 / n)
-    check_token_counts(checkpoint, vllm_rows)
+    # (a sampled special token counts but decodes to nothing, so only the budget rule holds here)
+    assert all(r["num_tokens"] <= SAMPLED_MAX_NEW_TOKENS for r in vllm_rows)
+    assert all(r["num_tokens"] == SAMPLED_MAX_NEW_TOKENS for r in vllm_rows if r["truncated"])
+    assert len({r["num_tokens"] for r in vllm_rows}) > 2  # direct and step-by-step answers
 
 
 def check_token_counts(checkpoint, rows):

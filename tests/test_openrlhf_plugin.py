@@ -362,7 +362,8 @@ def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_pa
                 maker.RemoteExperienceMaker.compute_advantages_and_returns.__module__,
             )
 
-    ray.init(num_cpus=1, include_dashboard=False, runtime_env={**runtime_env(env)}, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, runtime_env={**runtime_env(env)},
+             log_to_driver=False)
     try:
         pid, hooked, report, deepspeed_loaded = ray.get(ray.remote(vllm_side).remote())
         assert pid != os.getpid() and hooked and not any(report.values()) and not deepspeed_loaded
