@@ -115,10 +115,9 @@ def generate(
 def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Generation]]:
     from vllm import LLM
     from vllm import SamplingParams as VllmSamplingParams
-    from vllm.inputs import TokensPrompt
 
     # The same prompt tokens as the transformers backend (vLLM would add the tokenizer's special
-    # tokens to a chat-templated prompt too).
+    # tokens to a chat-templated prompt too), as vLLM's TokensPrompt dicts.
     tokenizer = load_tokenizer(checkpoint)
     prompt_ids = _prompt_token_ids(tokenizer, prompts)
     llm = LLM(model=checkpoint, seed=config.seed, **_vllm_device_options())
@@ -137,7 +136,7 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
             )
             for i, j in part
         ]
-        inputs = [TokensPrompt(prompt_token_ids=prompt_ids[i]) for i, _ in part]
+        inputs = [{"prompt_token_ids": prompt_ids[i]} for i, _ in part]
         outputs = llm.generate(inputs, params, use_tqdm=False)
         for (i, j), output in zip(part, outputs, strict=True):
             completion = output.outputs[0]
