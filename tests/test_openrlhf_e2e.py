@@ -11,6 +11,7 @@ One command trains all three algorithms (2 steps each, 4 prompts x 4 samples); e
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,7 @@ def run_with_hard_timeout(command: list[str], env: dict, timeout: float, ray_tmp
             return None
         finally:
             _kill_leftovers(str(ray_tmp))
+            shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def _kill_leftovers(marker: str) -> None:
