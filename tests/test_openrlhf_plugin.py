@@ -293,7 +293,7 @@ def test_group_ids_and_overlong_flags_agree_with_openrlhfs_own_computation(case,
     import sys
 
     del sys.modules["openrlhf.trainer.ppo_utils.experience_maker"]
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, plugin._PatchOnImport)]
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, plugin.PatchOnImport)]
     unpatched = importlib.import_module("openrlhf.trainer.ppo_utils.experience_maker")
     assert unpatched.RemoteExperienceMaker.compute_advantages_and_returns is not native
     maker = unpatched.RemoteExperienceMaker.__new__(unpatched.RemoteExperienceMaker)
@@ -353,6 +353,34 @@ def test_prompt_cap_and_step_cap(openrlhf_with, monkeypatch):
     assert steps == [4 * n] * CONFIG.num_steps + [0, 0]
 
 
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_a_capped_short_batch_trains_on_one_rank_and_stops_the_job_on_several(gpus, openrlhf_with,
+                                                                             monkeypatch):
+    """After the cap, the step trains on what it kept with one data-parallel rank (ppo_actor's patch
+    makes that one optimizer step); with more, OpenRLHF would split it unevenly over the ranks, whose
+    collectives then no longer pair up, so the job stops with a message instead."""
+    alg, args, modules = openrlhf_with("dapo")
+    args.actor.num_gpus_per_node = gpus
+    sg = modules.samples_generator
+    monkeypatch.setattr(sg, "ray", FakeRay)
+    prompts = iter([(None, [f"p{i}"], [str(i)], [None]) for i in range(1000)])
+    generator = sg.SamplesGenerator.__new__(sg.SamplesGenerator)
+    generator.args = args
+    n = args.rollout.n_samples_per_prompt
+    generator._dispatch_prompts_to_vllm = lambda ps, labels, images=None, **kw: [
+        [{"p": p, "mixed": p == "p0"}] * n for p in ps  # only the first prompt's group passes the filter
+    ]
+    generator._process_response_into_experience = lambda response, **kw: SimpleNamespace(
+        scores=torch.tensor([0.5 if response["mixed"] else 1.0])
+    )
+    if gpus == 1:
+        accepted, consumed, _ = generator._generate_vllm(prompts, 4, True)
+        assert (len(accepted), consumed) == (n, 4 * CONFIG.max_gen_batches)
+    else:
+        with pytest.raises(RuntimeError, match=rf"kept {n} of {4 * n} samples .* 2 data-parallel ranks"):
+            generator._generate_vllm(prompts, 4, True)
+
+
 def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_path):
     """A local Ray cluster started as the driver starts it: the hook runs in the worker processes; a
     worker that imports only the vLLM side of OpenRLHF stays unpatched and never loads deepspeed."""
@@ -372,7 +400,7 @@ def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_pa
         with stubbed_gpu_modules():
             import openrlhf.trainer.ray.vllm_engine  # noqa: F401  (what an engine process imports)
 
-            hooked = any(type(finder).__name__ == "_PatchOnImport" for finder in sys.meta_path)
+            hooked = any(type(finder).__name__ == "PatchOnImport" for finder in sys.meta_path)
             return os.getpid(), hooked, patch_report(), "deepspeed" in sys.modules
 
     def trainer_side():
@@ -391,7 +419,8 @@ def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_pa
                 maker.RemoteExperienceMaker.compute_advantages_and_returns.__module__,
             )
 
-    ray.init(num_cpus=1, include_dashboard=False, runtime_env={**runtime_env(env)}, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, runtime_env={**runtime_env(env)},
+             log_to_driver=False)
     try:
         pid, hooked, report, deepspeed_loaded = ray.get(ray.remote(vllm_side).remote())
         assert pid != os.getpid() and hooked and not any(report.values()) and not deepspeed_loaded

@@ -127,8 +127,22 @@ def run(
     if cfg.backend == "openrlhf":
         from fipo_bench.backends.openrlhf import launch
 
-        out = launch(cfg, dry_run=dry_run, ray_address=ray_address)
+        try:
+            out = launch(cfg, dry_run=dry_run, ray_address=ray_address)
+        except ConfigError as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from None
         console.print(f"run directory: {out}")
+        if dry_run:
+            return
+        from fipo_bench.io import read_json
+
+        if read_json(out / "run.json")["status"] != "completed":
+            console.print(f"[red]failed runs[/red]: see {out}/*/status.json")
+            raise typer.Exit(1)
+        from fipo_bench.report import write_report
+
+        console.print(f"report: {write_report(out)}")
         return
     if dry_run:
         console.print_json(cfg.to_json())

@@ -41,6 +41,7 @@ class TrainingData:
     evals: dict[str, tuple[str, str]]  # name -> (dataset argument of `fipo-bench eval`, prompt template)
     eval_files: dict[str, list[dict]] = field(default_factory=dict)  # files to write before evaluating
     reward_task: str = "math"
+    max_positions: int | None = None  # the model's context length, where it is known without loading it
 
 
 @dataclass
@@ -58,19 +59,34 @@ class Job:
 
 
 def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
-    """Prompts and evaluation sets; the built-in model is trained only for a real launch."""
+    """Prompts and evaluation sets; the built-in model is trained only for a real launch. A dry run makes
+    the same checks of the task, model directory and dataset as a real launch, short of loading a model."""
     from fipo_bench.runner import prepare_task
 
-    if config.model is None and dry_run:
-        from fipo_bench.tiny import TinyTask
+    if config.model is None:
+        from fipo_bench.tiny import TinyRecipe, TinyTask
 
-        task = TinyTask(**config.tiny_task)
+        try:
+            recipe = TinyRecipe(task=TinyTask(**config.tiny_task), **config.tiny_recipe)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config field 'tiny_task' / 'tiny_recipe': {e}") from None
+        max_positions = recipe.max_length
+    else:
+        max_positions = _max_positions(config.model)
+    if config.model is None and dry_run:
+        task = recipe.task
         train = task.train_problems(config.num_train_problems or 100_000)
         model, tests, prompt_text = TINY_PLACEHOLDER, task.test_problems[: config.eval_limit or None], str
     elif dry_run:  # no tokenizer (it may need the network): rows before the max_prompt_length filter
         from fipo_bench.evals import load_dataset
 
-        train = load_dataset(config.dataset, config.data_dir, limit=config.num_train_problems or None)
+        try:
+            train = load_dataset(config.dataset, config.data_dir, limit=config.num_train_problems or None)
+        except (OSError, ValueError, KeyError, ImportError) as e:
+            raise ConfigError(
+                f"config field 'dataset': {e} (a local .jsonl/.parquet file of problem/answer rows works "
+                f"offline: --dataset FILE)"
+            ) from None
         model, tests, prompt_text = config.model, [], str
     else:
         base, task = prepare_task(config)
@@ -85,8 +101,41 @@ def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
             {"tiny": (str(tiny_file), "raw")},
             {str(tiny_file): [{"id": p.id, "problem": p.problem, "answer": p.answer} for p in tests]},
             reward_task="tiny",
+            max_positions=max_positions,
         )
-    return TrainingData(model, rows, {name: (name, config.prompt_template) for name in config.eval_datasets})
+    evals = {name: (name, config.prompt_template) for name in config.eval_datasets}
+    return TrainingData(model, rows, evals, max_positions=max_positions)
+
+
+def _max_positions(model: str) -> int | None:
+    """max_position_embeddings of a local HF model directory; None for a Hub id (not fetched here)."""
+    path = Path(model).expanduser()
+    looks_local = model.startswith((".", "/", "~")) or path.exists()
+    if looks_local and not path.is_dir():
+        raise ConfigError(
+            f"config field 'model': {model} is not a directory (expected an HF model directory or a hub id)"
+        )
+    if not (path / "config.json").is_file():
+        return None
+    value = read_json(path / "config.json").get("max_position_embeddings")
+    return value if isinstance(value, int) else None
+
+
+def check_algorithm(config, alg) -> None:
+    """The algorithm's own check of its reward shaping against this run's length limit, as the local
+    backend makes it (ValueError naming the hyperparameter); inside OpenRLHF it fails ~30 s into the job."""
+    import torch
+
+    alg.shape_rewards(torch.zeros(1), torch.ones(1), config.max_response_length)
+
+
+def check_lengths(config, max_positions: int | None) -> None:
+    total = config.max_prompt_length + config.max_response_length
+    if max_positions is not None and total > max_positions:
+        raise ConfigError(
+            f"config field 'max_response_length': max_prompt_length + max_response_length = {total} exceeds "
+            f"the model's {max_positions} positions (vLLM refuses to start such an engine); lower them to fit"
+        )
 
 
 def plan(config, root: Path, data: TrainingData, layout: translate.Layout) -> list[Job]:
@@ -94,12 +143,17 @@ def plan(config, root: Path, data: TrainingData, layout: translate.Layout) -> li
     from fipo_bench.algorithms import get_algorithm
     from fipo_bench.backends.openrlhf import reward
 
+    check_lengths(config, data.max_positions)
     prompts = root / "openrlhf" / "prompts.jsonl"
     jobs = []
     for seed in config.seeds:
         for algo in config.algos:
             try:
                 alg = get_algorithm(algo, **config.algo_overrides.get(algo, {}))
+                check_algorithm(config, alg)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"config field 'algos' / 'algo_overrides.{algo}': {e}") from None
+            try:
                 run_dir = root / f"{algo}-seed{seed}"
                 paths = translate.RunPaths(run_dir, Path(reward.__file__).resolve(), prompts)
                 argv = translate.openrlhf_args(
@@ -247,16 +301,17 @@ def run_job(config, job: Job, data: TrainingData, ray_address: str | None, recor
     with open(log, "a", encoding="utf-8") as out:
         result = subprocess.run(command, env={**os.environ, **job.env}, stdout=out, stderr=subprocess.STDOUT)
     tensorboard = job.run_dir / "openrlhf" / "tensorboard"
-    rows = metrics_rows(tensorboard) if tensorboard.exists() else []
+    rows = metrics_rows(tensorboard, config.samples_per_prompt) if tensorboard.exists() else []
     write_jsonl(job.run_dir / "metrics.jsonl", [json_safe(row) for row in rows])
     bad = [row["step"] for row in rows if not all(_finite(v) for v in row.values())]
     last = rows[-1]["step"] if rows else 0
     if result.returncode != 0 or bad:
         error = (
-            f"OpenRLHF exited with status {result.returncode} (log: {log})"
+            f"OpenRLHF exited with status {result.returncode}{failure_reason(log)} (log: {log})"
             if result.returncode
             else f"non-finite metrics at steps {bad}"
         )
+        print(f"{job.run_dir.name} failed: {error}", file=sys.stderr)
         write_json(status_path, {"status": "failed", "step": last, "error": error})
         return "failed"
     collect_checkpoints(job.run_dir, last)
@@ -268,6 +323,16 @@ def run_job(config, job: Job, data: TrainingData, ray_address: str | None, recor
         return "failed"
     write_json(status_path, {"status": "completed", "step": last, "error": None})
     return "completed"
+
+
+_ERROR_LINE = re.compile(r"^(error: .*|[A-Za-z_.]*(Error|Exception): .*)$")
+
+
+def failure_reason(log: Path) -> str:
+    """": <the log's last error line>" (the driver's own `error:` or a Python exception), else ""."""
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    return f": {errors[-1]}" if errors else ""
 
 
 def collect_checkpoints(run_dir: Path, last_step: int) -> None:

@@ -11,16 +11,26 @@ experience's `index // n_samples_per_prompt -> group_ids`.
   losses scaled per sequence (`ops.seq_mean_token_mean_scale`), which is exact. `training_step` hands
   the loss the experience (for `ref_logp` and to log our metrics) and passes OpenRLHF a KL coefficient
   of 0, because our loss already contains the algorithm's KL term.
+  Every rollout step ends in an optimizer step on all it kept, as in the local backend: OpenRLHF's
+  DataLoader drops a last short micro-batch (`drop_last=True`), and DeepSpeed steps only after every
+  `gas`-th micro-batch counted since the start of training, so a step that kept fewer samples than
+  `train.batch_size` (dynamic sampling after the cap) took no step and carried its gradient into the
+  next one. Here nothing is dropped and the engine's accumulation boundary is set explicitly: after
+  each window of `gas` micro-batches (OpenRLHF's loss normalisation windows) and after the last.
 - experience_maker: `compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages` (with
   the experiences' action masks, padded to one width; per-token advantages are cut back per experience).
 - samples_generator: stop after $FIPO_BENCH_MAX_STEPS rollout batches (the prompt file holds more
   under dynamic sampling), and draw at most $FIPO_BENCH_MAX_GEN_BATCHES x batch prompts per batch
   (OpenRLHF refills filtered prompts without a cap; after the cap the step trains on what it kept).
+  With more than one data-parallel rank a short batch would split unevenly over the ranks (their
+  collectives would no longer pair up), so there the capped step stops the job with a clear error, as
+  verl's DAPO recipe does when max_num_gen_batches runs out.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import torch
@@ -122,13 +132,28 @@ def patch_ppo_actor(module, alg) -> None:
 
     loss_class = make_policy_loss_class(alg, aggregate_loss)
     module.PolicyLoss = loss_class
+    data_loader = module.DataLoader  # used by ActorPPOTrainer.ppo_train only
+    module.DataLoader = lambda *args, **kwargs: data_loader(*args, **{**kwargs, "drop_last": False})
     trainer = module.ActorPPOTrainer
-    original = trainer.training_step
+    original, original_ppo_train = trainer.training_step, trainer.ppo_train
+
+    @functools.wraps(original_ppo_train)
+    def ppo_train(self, kl_ctl):
+        buffer = self.replay_buffer
+        self._fipo_bench_micro_batches = math.ceil(len(buffer) / buffer.sample_batch_size)
+        try:
+            return original_ppo_train(self, kl_ctl)
+        finally:
+            self._fipo_bench_micro_batches = None
 
     @functools.wraps(original)
     def training_step(self, experience, kl_ctl, step, loss_batch_info=None):
         if not isinstance(self.actor_loss_fn, loss_class):
             return original(self, experience, kl_ctl, step, loss_batch_info)
+        micro_batches = getattr(self, "_fipo_bench_micro_batches", None)
+        if micro_batches and not self.args.train.dynamic_batch_enable:
+            window_end = (step + 1) % self.strategy.accumulated_gradient == 0
+            self.actor.model.set_gradient_accumulation_boundary(window_end or step + 1 == micro_batches)
         self.actor_loss_fn.experience = experience
         try:
             # OpenRLHF adds kl_ctl * its own KL loss; ours is inside alg.token_loss (logged as "kl").
@@ -136,6 +161,7 @@ def patch_ppo_actor(module, alg) -> None:
         finally:
             self.actor_loss_fn.experience = None
 
+    trainer.ppo_train = ppo_train
     trainer.training_step = training_step
 
 
@@ -181,6 +207,12 @@ def patch_experience_maker(module, alg) -> None:
     module.RemoteExperienceMaker.compute_advantages_and_returns = compute_advantages_and_returns
 
 
+def data_parallel_size(args) -> int:
+    """The actor's data-parallel ranks in OpenRLHF: its GPUs over ring-attention x tensor-parallel size."""
+    gpus = args.actor.num_nodes * args.actor.num_gpus_per_node
+    return gpus // (args.ds.ring_attn_size * args.ds.tensor_parallel_size)
+
+
 def patch_samples_generator(module, alg) -> None:
     max_steps = int(os.environ.get(ENV_MAX_STEPS, "0")) or None
     max_gen_batches = int(os.environ.get(ENV_MAX_GEN_BATCHES, "0")) or None
@@ -203,9 +235,21 @@ def patch_samples_generator(module, alg) -> None:
     def _generate_vllm(self, dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs):
         budget[0] = num_prompts * max_gen_batches if dynamic_filtering and max_gen_batches else None
         try:
-            return original_vllm(self, dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs)
+            accepted, consumed, exhausted = original_vllm(
+                self, dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs
+            )
+            capped = budget[0] is not None and budget[0] <= 0
         finally:
             budget[0] = None
+        kept, wanted = len(accepted), num_prompts * self.args.rollout.n_samples_per_prompt
+        if capped and accepted and kept < wanted and data_parallel_size(self.args) > 1:
+            raise RuntimeError(
+                f"dynamic sampling kept {kept} of {wanted} samples after max_gen_batches={max_gen_batches} "
+                f"generation batches; a short batch cannot be split evenly over "
+                f"{data_parallel_size(self.args)} data-parallel ranks. Raise max_gen_batches, or use "
+                f"easier training data"
+            )
+        return accepted, consumed, exhausted
 
     @functools.wraps(original_collect)
     def _collect_prompt_batch(dataloader_iter, num_prompts):

@@ -48,6 +48,7 @@ ENV_LAYOUT = {
     "gpus_per_node": "FIPO_BENCH_OPENRLHF_GPUS_PER_NODE",
     "vllm_engines": "FIPO_BENCH_OPENRLHF_VLLM_ENGINES",
     "vllm_tensor_parallel": "FIPO_BENCH_OPENRLHF_VLLM_TP",
+    "colocate": "FIPO_BENCH_OPENRLHF_COLOCATE",
 }
 ENV_EXTRA_ARGS = "FIPO_BENCH_OPENRLHF_ARGS"
 
@@ -68,18 +69,32 @@ class Layout:
     """vLLM rollout engines."""
     vllm_tensor_parallel: int = 1
     """GPUs per vLLM engine."""
+    colocate: bool | None = None
+    """vLLM shares the actor's GPUs (--train.colocate_all); None: when the GPU counts are equal."""
+
+    def __post_init__(self) -> None:
+        if self.colocate and self.actor_gpus != self.vllm_engines * self.vllm_tensor_parallel:
+            raise UnsupportedOption(
+                f"${ENV_LAYOUT['colocate']}=1: colocating needs as many vLLM GPUs (engines x tensor parallel "
+                f"= {self.vllm_engines * self.vllm_tensor_parallel}) as actor GPUs ({self.actor_gpus})"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Layout:
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}
         for field_name, var in ENV_LAYOUT.items():
             raw = environ.get(var)
             if raw is None:
                 continue
-            if not raw.isdigit() or int(raw) < 1:
+            if field_name == "colocate":
+                if raw not in ("0", "1"):
+                    raise UnsupportedOption(f"${var}: expected 0 or 1, got {raw!r}")
+                values[field_name] = raw == "1"
+            elif not raw.isdigit() or int(raw) < 1:
                 raise UnsupportedOption(f"${var}: expected an integer >= 1, got {raw!r}")
-            values[field_name] = int(raw)
+            else:
+                values[field_name] = int(raw)
         return cls(**values)
 
     @property
@@ -89,6 +104,8 @@ class Layout:
     @property
     def colocated(self) -> bool:
         """vLLM shares the actor's GPUs (OpenRLHF's --train.colocate_all needs the counts to match)."""
+        if self.colocate is not None:
+            return self.colocate
         return self.actor_gpus == self.vllm_engines * self.vllm_tensor_parallel
 
 
