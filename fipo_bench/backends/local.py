@@ -351,18 +351,25 @@ class LocalTrainer:
 
     @torch.no_grad()
     def _forward_logp(self, model, rollout: Rollout) -> torch.Tensor:
+        """response_logp of every row without gradient, through the training pass's own path (length
+        sort, micro-batches, buckets): the same numerics, and padding only within a bucket. [N, R]"""
         out = torch.zeros_like(rollout.old_logp)
-        for index in self._micro_batches(torch.arange(len(rollout.advantages), device=self.device)):
-            part = rollout.rows(index)
+        for micro in self._length_sorted_micro_batches(rollout, torch.arange(len(rollout.advantages),
+                                                                             device=self.device)):
+            part = rollout.rows(micro)
             with self._autocast():
-                logp = response_logp(model, part.prompt_ids, part.prompt_mask, part.response_ids, part.mask,
-                                     self.cfg.temperature)
-            out[index, :logp.shape[1]] = logp.float()
+                logp = self._bucketed_logp(model, part)
+            out[micro, :logp.shape[1]] = logp.float()
         return out
 
     def _micro_batches(self, rows: torch.Tensor) -> list[torch.Tensor]:
         size = self.cfg.micro_batch_size or len(rows)
         return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+    def _length_sorted_micro_batches(self, rollout: Rollout, rows: torch.Tensor) -> list[torch.Tensor]:
+        """`rows` sorted by prompt + response length, in micro-batches: each forward pass then pads little."""
+        lengths = rollout.mask[rows].sum(1) + rollout.prompt_mask[rows].sum(1)
+        return self._micro_batches(rows[torch.sort(lengths, stable=True).indices])
 
     def _update(self, rollout: Rollout) -> dict[str, Any]:
         """The mini-batch updates of one step; returns the loss, grad norm and the algorithm's metrics."""
@@ -398,11 +405,9 @@ class LocalTrainer:
         verl; with micro_batch_size 0 there is one micro-batch and nothing is approximated.
         """
         alg = self.alg
-        lengths = rollout.mask[mini].sum(1) + rollout.prompt_mask[mini].sum(1)
-        mini = mini[torch.sort(lengths, stable=True).indices]
         mini_tokens = rollout.mask[mini].sum().clamp(min=1)
         loss_total, sums = 0.0, {}
-        for micro in self._micro_batches(mini):
+        for micro in self._length_sorted_micro_batches(rollout, mini):
             part = rollout.rows(micro)
             with self._autocast():
                 logp = self._bucketed_logp(self.model, part)
