@@ -149,6 +149,15 @@ def sampled_rollout(trainer, *, temperature: float, top_p: float, rows: int = 32
     return rollout, s
 
 
+def unpadded_logp(model, rollout: Rollout, i: int, temperature: float) -> torch.Tensor:
+    """log-probs of row i's response tokens from one forward over that row alone, no padding. [n]"""
+    n = int(rollout.mask[i].sum())
+    prompt, response = rollout.prompt_ids[i][rollout.prompt_mask[i].bool()], rollout.response_ids[i, :n]
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([prompt, response])[None]).logits[0, len(prompt) - 1:-1].float()
+    return (logits / temperature).log_softmax(-1).gather(-1, response[:, None]).squeeze(-1)
+
+
 @pytest.mark.parametrize(("temperature", "top_p", "micro_batch_size"), [(1.0, 1.0, 0), (0.7, 0.8, 12)])
 def test_sampler_logp_equal_the_recompute_pass_in_float32(random_base, temperature, top_p, micro_batch_size):
     """The log-probs the sampler returns are what the trainer's own forward pass computes (float32, CPU):
@@ -158,13 +167,10 @@ def test_sampler_logp_equal_the_recompute_pass_in_float32(random_base, temperatu
     rollout, s = sampled_rollout(trainer, temperature=temperature, top_p=top_p)
     recomputed = trainer._forward_logp(trainer.model, rollout)
     torch.testing.assert_close(recomputed, s.logp, atol=2e-6, rtol=1e-5)
-    # A reference independent of both: one unpadded forward per row, then log_softmax.
-    for i in (0, 7, 31):
-        n, prompt = int(s.lengths[i]), rollout.prompt_ids[i][rollout.prompt_mask[i].bool()]
-        with torch.no_grad():
-            logits = trainer.model(input_ids=torch.cat([prompt, s.tokens[i, :n]])[None]).logits[0].float()
-        logp = (logits[len(prompt) - 1:-1] / temperature).log_softmax(-1).gather(-1, s.tokens[i, :n, None])
-        torch.testing.assert_close(recomputed[i, :n], logp.squeeze(-1), atol=2e-6, rtol=1e-5)
+    for i in (0, 7, 31):  # a reference independent of both
+        n = int(s.lengths[i])
+        torch.testing.assert_close(recomputed[i, :n], unpadded_logp(trainer.model, rollout, i, temperature),
+                                   atol=2e-6, rtol=1e-5)
 
 
 def test_recompute_pass_runs_the_training_pass_buckets(random_base, monkeypatch):
@@ -196,3 +202,45 @@ def test_recompute_pass_runs_the_training_pass_buckets(random_base, monkeypatch)
     trainer.backward_mini_batch(rollout, torch.arange(len(rollout.advantages)))
     assert shapes == recompute_shapes and len(shapes) == 5  # micro-batches of 20, 12: buckets 8+8+4, 8+4
     torch.testing.assert_close(torch.cat(captured["logp"]), torch.cat(captured["old"]), atol=0, rtol=0)
+
+
+def test_recomputed_old_logp_is_the_policy_before_the_first_update(random_base, monkeypatch):
+    """With recompute_old_logp, every update sees old_logp = the log-probs of the policy that sampled the
+    rollout (a reference: that policy's own unpadded forward), though the no-grad pass covers only the later
+    updates' rows; the first update's rows take them from its own forward (ratio exactly 1)."""
+    import copy
+
+    trainer = make_trainer(random_base, "dapo", recompute_old_logp="true", samples_per_prompt=4,
+                           mini_batch_size=4, rollout_batch_size=8, lr=0.05)
+    rollout, s = sampled_rollout(trainer, temperature=1.0, top_p=1.0)
+    rollout.advantages = torch.randn(32, generator=torch.Generator().manual_seed(3))
+    sampler_policy = copy.deepcopy(trainer.model)
+    passes = []
+    forward_logp = trainer._forward_logp
+    monkeypatch.setattr(trainer, "_forward_logp",
+                        lambda model, r, rows=None: passes.append(rows) or forward_logp(model, r, rows))
+    trainer._recompute_old_logp(rollout)
+    assert [rows.tolist() for rows in passes] == [list(range(16, 32))]  # the second update's rows only
+
+    micro_rows, losses = [], []  # one micro-batch per update here: the two lists pair up
+    micro_batches, dapo = trainer._length_sorted_micro_batches, trainer.alg
+
+    def recording_micro_batches(r, rows):
+        micro_rows.extend(micro_batches(r, rows))
+        return micro_rows[-1:]
+
+    def policy_loss(logp, old, *rest):
+        losses.append((logp.detach(), old))
+        return dapo.policy_loss(logp, old, *rest)
+
+    monkeypatch.setattr(trainer, "_length_sorted_micro_batches", recording_micro_batches)
+    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean"))
+    trainer._update(rollout)
+    assert [sorted(rows.tolist()) for rows in micro_rows] == [list(range(16)), list(range(16, 32))]
+    assert torch.equal(losses[0][0], losses[0][1])  # the first update is exactly on-policy
+    assert not torch.allclose(losses[1][0], losses[1][1], atol=1e-3)  # the policy moved in between
+    for rows, (_, old) in zip(micro_rows, losses, strict=True):
+        for j, i in enumerate(rows.tolist()):
+            n = int(s.lengths[i])
+            torch.testing.assert_close(old[j, :n], unpadded_logp(sampler_policy, rollout, i, 1.0),
+                                       atol=2e-6, rtol=1e-5)

@@ -147,14 +147,18 @@ class Rollout:
     old_logp: torch.Tensor  # [N, R]
     advantages: torch.Tensor  # [N]
     group_ids: torch.Tensor  # [N]
+    # [N] bool, or None: rows whose old_logp the first update takes from its own forward (not in old_logp)
+    old_logp_from_update: torch.Tensor | None = None
 
     def rows(self, index: torch.Tensor) -> Rollout:
         """A sub-batch, trimmed to its own longest prompt and response."""
         prompt_mask, mask = self.prompt_mask[index], self.mask[index]
         p0 = int((prompt_mask.sum(0) > 0).nonzero().min()) if prompt_mask.numel() else 0
         r1 = int(mask.sum(1).max()) if mask.numel() else 0
+        from_update = None if self.old_logp_from_update is None else self.old_logp_from_update[index]
         return Rollout(self.prompt_ids[index, p0:], prompt_mask[:, p0:], self.response_ids[index, :r1],
-                       mask[:, :r1], self.old_logp[index, :r1], self.advantages[index], self.group_ids[index])
+                       mask[:, :r1], self.old_logp[index, :r1], self.advantages[index], self.group_ids[index],
+                       from_update)
 
 
 def _stack_right(rows: Sequence[torch.Tensor], fill: float) -> torch.Tensor:
@@ -346,16 +350,31 @@ class LocalTrainer:
             advantages=advantages.to(self.device), group_ids=group_ids.to(self.device),
         )
         if cfg.recompute_old_logp:
-            rollout.old_logp = self._forward_logp(self.model, rollout)
+            self._recompute_old_logp(rollout)
         return rollout
 
+    def _recompute_old_logp(self, rollout: Rollout) -> None:
+        """old_logp := the current policy's log-probs, before this step's first update.
+
+        The first update's rows (the first mini-batch, as `_update` orders them) take them from that
+        update's own forward pass, detached: the policy has not moved yet, so they are these log-probs
+        (exactly: the ratio there is 1, as TRL and verl do when every update is on-policy). Only the later
+        updates' rows need the no-grad pass.
+        """
+        rows = torch.arange(len(rollout.advantages), device=self.device)
+        first = rows < self.cfg.mini_batch_size * self.cfg.samples_per_prompt
+        rollout.old_logp = self._forward_logp(self.model, rollout, rows[~first])
+        rollout.old_logp_from_update = first
+
     @torch.no_grad()
-    def _forward_logp(self, model, rollout: Rollout) -> torch.Tensor:
-        """response_logp of every row without gradient, through the training pass's own path (length
-        sort, micro-batches, buckets): the same numerics, and padding only within a bucket. [N, R]"""
+    def _forward_logp(self, model, rollout: Rollout, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """response_logp of `rows` (default all) without gradient, through the training pass's own path
+        (length sort, micro-batches, buckets): the same numerics, and padding only within a bucket.
+        [N, R], 0 on the other rows."""
         out = torch.zeros_like(rollout.old_logp)
-        for micro in self._length_sorted_micro_batches(rollout, torch.arange(len(rollout.advantages),
-                                                                             device=self.device)):
+        if rows is None:
+            rows = torch.arange(len(rollout.advantages), device=self.device)
+        for micro in self._length_sorted_micro_batches(rollout, rows):
             part = rollout.rows(micro)
             with self._autocast():
                 logp = self._bucketed_logp(model, part)
@@ -363,7 +382,7 @@ class LocalTrainer:
         return out
 
     def _micro_batches(self, rows: torch.Tensor) -> list[torch.Tensor]:
-        size = self.cfg.micro_batch_size or len(rows)
+        size = self.cfg.micro_batch_size or max(1, len(rows))
         return [rows[i:i + size] for i in range(0, len(rows), size)]
 
     def _length_sorted_micro_batches(self, rollout: Rollout, rows: torch.Tensor) -> list[torch.Tensor]:
@@ -415,7 +434,10 @@ class LocalTrainer:
                 if self.reference is not None:
                     with torch.no_grad():
                         ref_logp = self._bucketed_logp(self.reference, part)
-            loss, loss_metrics = alg.policy_loss(logp, part.old_logp, part.advantages, part.mask, ref_logp)
+            old_logp = part.old_logp
+            if part.old_logp_from_update is not None:
+                old_logp = torch.where(part.old_logp_from_update[:, None], logp.detach(), old_logp)
+            loss, loss_metrics = alg.policy_loss(logp, old_logp, part.advantages, part.mask, ref_logp)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss {float(loss.detach())}")
             if alg.loss_agg == "token-mean":
