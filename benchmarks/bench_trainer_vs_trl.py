@@ -5,16 +5,22 @@ rollout batch, updates per rollout batch (2: the second is off-policy), max resp
 (temperature 1, top-p 1), optimizer (AdamW, constant lr, no weight decay, grad clip 1) and loss
 (DAPO's clip-higher token-mean surrogate: TRL loss_type="dapo", ours the "dapo" algorithm):
 
-  ours, as shipped  old_logp = the sampler's own log-probs (the tiny preset's recompute_old_logp=false:
-                    the KV-cache sampler returns them in float32, see fipo_bench/presets.py); no extra pass.
-  ours, equal work  recompute_old_logp=true: a no-grad forward over every sample before the first update.
-  TRL               GRPOTrainer always recomputes them here: with 2 updates per generation batch
+  ours, recompute   recompute_old_logp=true, the tiny preset's default ("equal work"): old_logp = the
+                    sampling policy's log-probs under the training forward, as TRL's. The first update's
+                    rows take them from that update's own forward (the policy has not moved yet: the same
+                    values; TRL skips its pass the same way when every update is on-policy), so the no-grad
+                    pass covers the later updates' rows only.
+  ours, sampler     recompute_old_logp=false: old_logp = the sampler's own log-probs, no extra pass (equal
+                    to the training forward's to float32 rounding on CPU; not under bf16: see
+                    benchmarks/logp_gap.py and the tiny preset).
+  TRL               GRPOTrainer recomputes them here: with 2 updates per generation batch
                     (steps_per_generation=2, gradient_accumulation_steps=1) its samples are off-policy from
                     the second update on, so `_generate_and_score_completions` runs a no-grad forward over
-                    all samples (`old_per_token_logps`); HF `generate` returns no log-probs.
+                    all samples (`old_per_token_logps`), in chunks of per_device_train_batch_size rows
+                    padded to the batch's longest; HF `generate` returns no log-probs.
 
-"equal work" is the like-for-like ratio; "as shipped" is what `fipo-bench run --preset tiny` does. The two
-runs of ours alternate step by step, so machine load hits both alike; TRL runs after them.
+The recompute ratio is the like-for-like one (and what `fipo-bench run --preset tiny` does). The two runs of
+ours alternate step by step, so machine load hits both alike; TRL runs after them.
 
 What still differs, and how it is handled:
   - dual clip: our "dapo" caps the loss of negative advantages at -A * 10 (verl's recipe); TRL's "dapo" has
@@ -59,7 +65,7 @@ import time
 from pathlib import Path
 
 PHASES = ("gen", "old_logp", "update", "other", "step")
-SIDES = {"shipped": "ours, as shipped", "equal": "ours, equal work", "trl": "TRL"}
+SIDES = {"recompute": "ours, recompute", "sampler": "ours, sampler", "trl": "TRL"}
 
 
 def build_problems(n: int):
@@ -129,11 +135,11 @@ def ours_trainer(base: Path, problems, args, *, recompute: bool, phases: Phases)
 
 
 def run_ours(base: Path, problems, args) -> dict[str, list[dict]]:
-    """Both configurations of ours, alternating step by step; {"shipped": batches, "equal": batches}."""
+    """Both configurations of ours, alternating step by step; {"recompute": batches, "sampler": batches}."""
     import fipo_bench.backends.local as local
 
-    phases = {"shipped": Phases(), "equal": Phases()}
-    trainers = {name: ours_trainer(base, problems, args, recompute=name == "equal", phases=phases[name])
+    phases = {"recompute": Phases(), "sampler": Phases()}
+    trainers = {name: ours_trainer(base, problems, args, recompute=name == "recompute", phases=phases[name])
                 for name in phases}
     current: list[Phases] = []
     original_sample = local.sample
@@ -148,11 +154,11 @@ def run_ours(base: Path, problems, args) -> dict[str, list[dict]]:
     local.sample = timed_sample
     rollouts = []
 
-    def recording_forward_logp(model, rollout, rows=None, recompute=trainers["equal"]._forward_logp):
+    def recording_forward_logp(model, rollout, rows=None, recompute=trainers["recompute"]._forward_logp):
         rollouts.append((rollout, rows))
         return recompute(model, rollout, rows)
 
-    trainers["equal"]._forward_logp = recording_forward_logp
+    trainers["recompute"]._forward_logp = recording_forward_logp
     try:
         for step in range(1, args.warmup + args.batches + 1):
             for name, trainer in trainers.items():
@@ -164,7 +170,7 @@ def run_ours(base: Path, problems, args) -> dict[str, list[dict]]:
     finally:
         local.sample = original_sample
     batches = {name: p.batches[args.warmup:] for name, p in phases.items()}
-    return batches, old_logp_pass_cost(trainers["equal"], rollouts[args.warmup:])
+    return batches, old_logp_pass_cost(trainers["recompute"], rollouts[args.warmup:])
 
 
 def old_logp_pass_cost(trainer, rollouts) -> dict[str, float]:
@@ -323,11 +329,13 @@ def main() -> None:
                 "step_tokens_per_wall_s"):
         print(f"{key:22}" + "".join(f"{results[side][key]:18.0f}" for side in results))
     ratios = {}
-    for side in ("shipped", "equal"):
+    labels = {"recompute": "recompute_old_logp=true (equal work; the tiny preset's default)",
+              "sampler": "recompute_old_logp=false (old_logp = the sampler's log-probs)"}
+    for side, label in labels.items():
         for kind in ("cpu", "wall"):
             key = f"step_tokens_per_{kind}_s"
             ratios[f"{side}_{kind}"] = results[side][key] / results["trl"][key]
-        print(f"ours/TRL step tokens/s, {SIDES[side]:17} {ratios[side + '_cpu']:.2f} per CPU s, "
+        print(f"ours/TRL step tokens/s, {label}: {ratios[side + '_cpu']:.2f} per CPU s, "
               f"{ratios[side + '_wall']:.2f} per wall s")
     cost = old_logp_cost
     print("ours' old-logp pass over the same rollouts, CPU s per batch:")
