@@ -82,6 +82,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "grad_clip": 1.0,
         "max_gen_batches": 10,
+        # Recompute old_logp with the training forward, as verl and OpenRLHF do. On CPU in float32 the
+        # sampler's log-probs already agree with it to rounding (benchmarks/logp_gap.py, 256 responses of
+        # this preset: mean |gap| 3e-7, max 9e-6), but `--device cuda` or dtype=bfloat16 turns on bf16
+        # autocast, where the gap (on CPU bf16: mean 5e-4, p99 1.6e-2, max 4e-2) alone lifts FIPO's
+        # first-update weights, which must be exactly 1, above 1.01 on 9.5% of tokens (max 1.045). The
+        # pass is cheap: only the later updates' rows, in the training pass's length buckets (~9% of a
+        # step in benchmarks/bench_trainer_vs_trl.py).
+        "recompute_old_logp": True,
         "eval_every": 10,
         "eval_k": 1,
         "eval_temperature": 1.0,

@@ -148,6 +148,8 @@ class Rollout:
     old_logp: torch.Tensor  # [N, R]
     advantages: torch.Tensor  # [N], or [N, R] per token
     group_ids: torch.Tensor  # [N]
+    # [N] bool, or None: rows whose old_logp the first update takes from its own forward (not in old_logp)
+    old_logp_from_update: torch.Tensor | None = None
 
     def rows(self, index: torch.Tensor) -> Rollout:
         """A sub-batch, trimmed to its own longest prompt and response."""
@@ -157,8 +159,9 @@ class Rollout:
         advantages = self.advantages[index]
         if advantages.dim() == 2:
             advantages = advantages[:, :r1]
+        from_update = None if self.old_logp_from_update is None else self.old_logp_from_update[index]
         return Rollout(self.prompt_ids[index, p0:], prompt_mask[:, p0:], self.response_ids[index, :r1],
-                       mask[:, :r1], self.old_logp[index, :r1], advantages, self.group_ids[index])
+                       mask[:, :r1], self.old_logp[index, :r1], advantages, self.group_ids[index], from_update)
 
 
 def _stack_right(rows: Sequence[torch.Tensor], fill: float) -> torch.Tensor:
@@ -346,23 +349,45 @@ class LocalTrainer:
             advantages=advantages.to(self.device), group_ids=group_ids.to(self.device),
         )
         if cfg.recompute_old_logp:
-            rollout.old_logp = self._forward_logp(self.model, rollout)
+            self._recompute_old_logp(rollout)
         return rollout
 
+    def _recompute_old_logp(self, rollout: Rollout) -> None:
+        """old_logp := the current policy's log-probs, before this step's first update.
+
+        The first update's rows (the first mini-batch, as `_update` orders them) take them from that
+        update's own forward pass, detached: the policy has not moved yet, so they are these log-probs
+        (exactly: the ratio there is 1, as TRL and verl do when every update is on-policy). Only the later
+        updates' rows need the no-grad pass.
+        """
+        rows = torch.arange(len(rollout.advantages), device=self.device)
+        first = rows < self.cfg.mini_batch_size * self.cfg.samples_per_prompt
+        rollout.old_logp = self._forward_logp(self.model, rollout, rows[~first])
+        rollout.old_logp_from_update = first
+
     @torch.no_grad()
-    def _forward_logp(self, model, rollout: Rollout) -> torch.Tensor:
+    def _forward_logp(self, model, rollout: Rollout, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """response_logp of `rows` (default all) without gradient, through the training pass's own path
+        (length sort, micro-batches, buckets): the same numerics, and padding only within a bucket.
+        [N, R], 0 on the other rows."""
         out = torch.zeros_like(rollout.old_logp)
-        for index in self._micro_batches(torch.arange(len(rollout.advantages), device=self.device)):
-            part = rollout.rows(index)
+        if rows is None:
+            rows = torch.arange(len(rollout.advantages), device=self.device)
+        for micro in self._length_sorted_micro_batches(rollout, rows):
+            part = rollout.rows(micro)
             with self._autocast():
-                logp = response_logp(model, part.prompt_ids, part.prompt_mask, part.response_ids, part.mask,
-                                     self.cfg.temperature)
-            out[index, :logp.shape[1]] = logp.float()
+                logp = self._bucketed_logp(model, part)
+            out[micro, :logp.shape[1]] = logp.float()
         return out
 
     def _micro_batches(self, rows: torch.Tensor) -> list[torch.Tensor]:
-        size = self.cfg.micro_batch_size or len(rows)
+        size = self.cfg.micro_batch_size or max(1, len(rows))
         return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+    def _length_sorted_micro_batches(self, rollout: Rollout, rows: torch.Tensor) -> list[torch.Tensor]:
+        """`rows` sorted by prompt + response length, in micro-batches: each forward pass then pads little."""
+        lengths = rollout.mask[rows].sum(1) + rollout.prompt_mask[rows].sum(1)
+        return self._micro_batches(rows[torch.sort(lengths, stable=True).indices])
 
     def _update(self, rollout: Rollout) -> dict[str, Any]:
         """The mini-batch updates of one step; returns the loss, grad norm and the algorithm's metrics."""
@@ -398,11 +423,9 @@ class LocalTrainer:
         verl; with micro_batch_size 0 there is one micro-batch and nothing is approximated.
         """
         alg = self.alg
-        lengths = rollout.mask[mini].sum(1) + rollout.prompt_mask[mini].sum(1)
-        mini = mini[torch.sort(lengths, stable=True).indices]
         mini_tokens = rollout.mask[mini].sum().clamp(min=1)
         loss_total, sums = 0.0, {}
-        for micro in self._micro_batches(mini):
+        for micro in self._length_sorted_micro_batches(rollout, mini):
             part = rollout.rows(micro)
             with self._autocast():
                 logp = self._bucketed_logp(self.model, part)
@@ -410,7 +433,10 @@ class LocalTrainer:
                 if self.reference is not None:
                     with torch.no_grad():
                         ref_logp = self._bucketed_logp(self.reference, part)
-            loss, loss_metrics = alg.policy_loss(logp, part.old_logp, part.advantages, part.mask, ref_logp)
+            old_logp = part.old_logp
+            if part.old_logp_from_update is not None:
+                old_logp = torch.where(part.old_logp_from_update[:, None], logp.detach(), old_logp)
+            loss, loss_metrics = alg.policy_loss(logp, old_logp, part.advantages, part.mask, ref_logp)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss {float(loss.detach())}")
             if alg.loss_agg == "token-mean":
