@@ -1,12 +1,25 @@
 """algorithms/ and evals/ install as fipo_bench.algorithms / fipo_bench.evals, in a regular wheel as
 well as in the editable install, and no generic top-level package lands in site-packages."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _source_copy(dest: Path) -> Path:
+    """The checkout without its virtual environments, git data and outputs: setuptools builds in the
+    source tree (build/, *.egg-info), and the test must leave the checkout as it found it."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = {".git", "build", "dist", "results", "__pycache__"}
+        return {n for n in names if n in skipped or n.endswith(".egg-info") or n.startswith(".")
+                or (Path(directory, n) / "pyvenv.cfg").exists()}
+
+    return Path(shutil.copytree(REPO, dest, ignore=ignore, symlinks=True))
 
 
 def _python(code: str, cwd: Path, env_path: str | None = None) -> str:
@@ -21,7 +34,7 @@ def _python(code: str, cwd: Path, env_path: str | None = None) -> str:
 def test_wheel_maps_algorithms_and_evals_under_fipo_bench(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(REPO)],
+         str(_source_copy(tmp_path / "src"))],
         check=True,
         capture_output=True,
     )
