@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,16 +13,55 @@ from fipo_bench.evals.generate import SamplingConfig, generate, load_tokenizer
 from fipo_bench.evals.io import generation_row, write_eval_dir
 from fipo_bench.evals.metrics import summarize_generations
 from fipo_bench.evals.prompts import format_prompt
+from fipo_bench.hub import check_hub_model
+
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
 
 
 def validate_checkpoint(checkpoint: str) -> None:
-    """A local checkpoint must be a Hugging Face model directory; anything else must look like a Hub id."""
+    """A checkpoint is a Hugging Face model directory (config.json with a model_type, and weights) or a
+    Hub id (org/name) that can load now. Raises FileNotFoundError/ConnectionError saying what to pass."""
     path = Path(checkpoint).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"checkpoint {path}: expected a Hugging Face model dir (config.json)")
+    if path.is_dir():
+        if _model_type(path / "config.json") is None:
+            raise FileNotFoundError(_not_a_model_dir(path))
+        if not any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES):
+            raise FileNotFoundError(f"checkpoint {path}: config.json but no weights "
+                                    f"({' or '.join(WEIGHT_FILES)}); is the save complete?")
+    elif path.exists():
+        raise FileNotFoundError(f"checkpoint {path}: expected a Hugging Face model directory, got a file")
     elif checkpoint.count("/") != 1 or checkpoint.startswith((".", "/", "~")):
         raise FileNotFoundError(f"checkpoint {checkpoint!r}: no such directory (nor a Hub id like org/name)")
+    else:
+        check_hub_model(checkpoint)
+
+
+def _model_type(config_file: Path) -> str | None:
+    """The model_type of a Hugging Face config.json; None when there is none (fipo-bench writes a
+    config.json of its own into every run directory, which is no model config)."""
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("model_type") if isinstance(config, dict) else None
+
+
+def _not_a_model_dir(path: Path) -> str:
+    """What `path` is and which model directories below it to pass instead (a run directory holds its
+    checkpoints a few levels down)."""
+    found = sorted((c.parent for c in path.glob("**/config.json") if _model_type(c)), key=_natural_key)
+    is_run = any((path / name).exists() for name in ("run.json", "status.json", "metrics.jsonl"))
+    what = "is a fipo-bench results directory, not a checkpoint" if is_run else (
+        "is not a Hugging Face model directory (no config.json with a model_type)")
+    if not found:
+        return f"{path} {what}, and no checkpoint is saved below it"
+    more = f" ({len(found)} checkpoints below it)" if len(found) > 1 else ""
+    return f"{path} {what}; pass a checkpoint directory such as {found[-1]}{more}"
+
+
+def _natural_key(path: Path) -> list:
+    """step-9 before step-10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 def evaluate_checkpoint(

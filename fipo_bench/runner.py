@@ -95,18 +95,19 @@ def prepare_task(cfg: RunConfig, progress=None):
     from transformers import AutoTokenizer
 
     from fipo_bench.evals import check_answers, format_prompt, load_dataset
+    from fipo_bench.evals.runner import validate_checkpoint
 
-    looks_local = cfg.model.startswith((".", "/", "~")) or Path(cfg.model).exists()
-    if looks_local and not Path(cfg.model).expanduser().is_dir():
-        raise ConfigError(f"config field 'model': {cfg.model} is not a directory (expected an HF model "
-                          "directory or a hub id)")
+    try:
+        validate_checkpoint(cfg.model)  # a model directory, or a Hub id that loads now
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config field 'model': {e}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     except OSError as e:
         raise ConfigError(f"config field 'model': cannot load a tokenizer from {cfg.model!r}: {e}") from None
     try:
         train = load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.num_train_problems or None)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"config field 'dataset': {e}") from None
 
     def prompt_text(text: str) -> str:
@@ -126,7 +127,7 @@ def prepare_task(cfg: RunConfig, progress=None):
     try:
         evals = {dataset_label(name): load_dataset(name, cfg.data_dir, limit=limit)
                  for name in cfg.eval_datasets}
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"config field 'eval_datasets': {e}") from None
 
     def check(responses: list[str], golds: list[str]) -> list[Verdict]:
