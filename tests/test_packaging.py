@@ -32,6 +32,7 @@ def _python(code: str, cwd: Path, env_path: str | None = None) -> str:
 
 
 def test_wheel_maps_algorithms_and_evals_under_fipo_bench(tmp_path):
+    had_build_dir = (REPO / "build").exists()
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
          str(_source_copy(tmp_path / "src"))],
@@ -59,6 +60,13 @@ def test_wheel_maps_algorithms_and_evals_under_fipo_bench(tmp_path):
     )
     for line in printed.split():
         assert Path(line).is_relative_to(site), line
+    assert (REPO / "build").exists() == had_build_dir  # built in a copy: the checkout is as it was
+
+
+def test_benchmark_storage_stays_out_of_the_checkout(pytestconfig):
+    """pytest-benchmark creates its storage directory at start-up; conftest moves it into .pytest_cache."""
+    storage = pytestconfig.getoption("benchmark_storage")
+    assert storage == f"file://{pytestconfig.cache.mkdir('benchmarks')}"
 
 
 def test_editable_install_resolves_to_the_source_tree(tmp_path):
