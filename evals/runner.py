@@ -30,7 +30,8 @@ def validate_checkpoint(checkpoint: str) -> None:
                                     f"({' or '.join(WEIGHT_FILES)}); is the save complete?")
     elif path.exists():
         raise FileNotFoundError(f"checkpoint {path}: expected a Hugging Face model directory, got a file")
-    elif checkpoint.count("/") != 1 or checkpoint.startswith((".", "/", "~")):
+    elif checkpoint.count("/") != 1 or checkpoint.startswith((".", "/", "~")) or path.parent.is_dir():
+        # org/name is a Hub id unless org/ is a local directory: then it is a mistyped path.
         raise FileNotFoundError(f"checkpoint {checkpoint!r}: no such directory (nor a Hub id like org/name)")
     else:
         check_hub_model(checkpoint)

@@ -165,7 +165,8 @@ def fake_run_dir(root, tiny_model, steps=(2, 10)):
     return run_dir
 
 
-def test_eval_of_a_run_directory_points_at_its_checkpoints(tiny_model, fixture_data_dir, tmp_path):
+def test_eval_of_a_run_directory_points_at_its_checkpoints(tiny_model, fixture_data_dir, tmp_path,
+                                                           monkeypatch):
     run_dir = fake_run_dir(tmp_path / "results" / "run", tiny_model)
     data = ["--data-dir", str(fixture_data_dir)]
     line = one_error_line(runner.invoke(app, ["eval", str(run_dir), *data]))
@@ -173,6 +174,9 @@ def test_eval_of_a_run_directory_points_at_its_checkpoints(tiny_model, fixture_d
     assert f"such as {run_dir / 'checkpoints' / 'step-10'} (2 checkpoints below it)" in line  # the latest
     line = one_error_line(runner.invoke(app, ["eval", str(run_dir.parent), *data]))  # the run's root
     assert "step-10" in line
+    monkeypatch.chdir(run_dir.parent.parent)
+    line = one_error_line(runner.invoke(app, ["eval", "run/step-10", *data]))  # run/ is here: a typo
+    assert "checkpoint 'run/step-10': no such directory" in line
     (run_dir / "checkpoints" / "step-10" / "model.safetensors").unlink()
     line = one_error_line(runner.invoke(app, ["eval", str(run_dir / "checkpoints" / "step-10"), *data]))
     assert "config.json but no weights" in line
