@@ -1,4 +1,4 @@
-"""Dataset loading (offline copies in ../shared/data, local files, the Hub path with a fake `datasets`),
+"""Dataset loading (the handmade copies in tests/fixtures/data, the real ones in ../shared/data, local files,
 gold normalization and prompt templates."""
 
 import json
