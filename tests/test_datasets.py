@@ -1,5 +1,5 @@
-"""Dataset loading (the handmade copies in tests/fixtures/data, the real ones in ../shared/data, local files,
-gold normalization and prompt templates."""
+"""Dataset loading (the handmade copies in tests/fixtures/data, the real ones in ../shared/data, local
+files, the Hub path with a fake `datasets`), gold normalization and prompt templates."""
 
 import json
 import sys
