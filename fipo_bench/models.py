@@ -95,7 +95,7 @@ def _not_a_model(path: Path) -> str:
     if path.is_file():
         return f"{path}: expected {expected}"
     is_run = any((path / name).exists() for name in ("run.json", "status.json", "metrics.jsonl"))
-    what = "is a fipo-bench results directory, not a model" if is_run else f"is not {expected}"
+    what = "is a fipo-bench results directory, not a checkpoint" if is_run else f"is not {expected}"
     found = sorted((c.parent for c in path.glob("**/config.json") if _model_type(c)), key=_natural_key)
     if not found:
         return f"{path} {what}, and no checkpoint is saved below it"

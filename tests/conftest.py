@@ -56,8 +56,9 @@ def pytest_configure(config):
     as it found it. An explicit --benchmark-storage wins."""
     default = config.pluginmanager.hasplugin("benchmark") and config.getoption("benchmark_storage") == (
         "file://./.benchmarks")
-    if default and config.cache is not None:
-        config.option.benchmark_storage = f"file://{config.cache.mkdir('benchmarks')}"
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+    if default and cache is not None:
+        config.option.benchmark_storage = f"file://{cache.mkdir('benchmarks')}"
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -176,7 +176,7 @@ def test_eval_of_a_run_directory_points_at_its_checkpoints(tiny_model, fixture_d
     assert "step-10" in line
     monkeypatch.chdir(run_dir.parent.parent)
     line = one_error_line(runner.invoke(app, ["eval", "run/step-10", *data]))  # run/ is here: a typo
-    assert "checkpoint 'run/step-10': no such directory" in line
+    assert "checkpoint 'run/step-10': no such file or directory" in line
     (run_dir / "checkpoints" / "step-10" / "model.safetensors").unlink()
     line = one_error_line(runner.invoke(app, ["eval", str(run_dir / "checkpoints" / "step-10"), *data]))
     assert "config.json but no weights" in line

@@ -43,7 +43,9 @@ def fake_conversion(monkeypatch):
 
     def convert(gguf: Path, out_dir: Path) -> None:
         calls.append(gguf)
-        (out_dir / "config.json").write_text(json.dumps({"source": gguf.read_bytes().decode()}))
+        config = {"model_type": "llama", "source": gguf.read_bytes().decode()}
+        (out_dir / "config.json").write_text(json.dumps(config))
+        (out_dir / "model.safetensors").write_bytes(b"")
 
     monkeypatch.setattr(models, "GGUF_NEEDS", ())
     monkeypatch.setattr(models, "convert_gguf", convert)
@@ -58,13 +60,13 @@ def test_a_gguf_is_converted_once_per_content(tmp_path, fake_conversion):
     gguf.write_bytes(b"weights-1")
     first = Path(models.resolve_model(str(gguf), cache))
     assert first.parent == cache and first.name.startswith("gguf-tiny-")
-    assert json.loads((first / "config.json").read_text()) == {"source": "weights-1"}
+    assert json.loads((first / "config.json").read_text())["source"] == "weights-1"
     assert models.resolve_model(str(gguf), cache) == str(first)
     assert models.resolve_model(str(source), cache) == str(first)  # the directory holding it
     assert len(fake_conversion) == 1
     gguf.write_bytes(b"weights-2")  # new content under the same name: a new entry
     second = Path(models.resolve_model(str(gguf), cache))
-    assert second != first and json.loads((second / "config.json").read_text()) == {"source": "weights-2"}
+    assert second != first and json.loads((second / "config.json").read_text())["source"] == "weights-2"
     assert len(fake_conversion) == 2
     # An HF directory (a converted one included) and a Hub id pass through unchanged.
     assert models.resolve_model(str(second), cache) == str(second)
@@ -135,6 +137,7 @@ def test_load_tokenizer_gives_a_pad_token(tmp_path):
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", unk_token="<unk>")
     tokenizer.save_pretrained(tmp_path)
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
     tokenizer = models.load_tokenizer(str(tmp_path))
     assert tokenizer.pad_token == "<eos>" and tokenizer.pad_token_id == 0
