@@ -1,4 +1,5 @@
-"""The algorithms: GRPO, DAPO, FIPO and any registered plugin, behind one contract (`base.Algorithm`).
+"""The algorithms: GRPO, DAPO, FIPO, the zoo they are compared with (README "Algorithms") and any
+registered plugin, behind one contract (`base.Algorithm`).
 
     from fipo_bench.algorithms import get_algorithm
     alg = get_algorithm("fipo", decay_rate=16)
@@ -10,10 +11,10 @@ here with a `@register_algorithm("name")` class (or an entry point in the `fipo_
 from fipo_bench.algorithms.base import Algorithm, hyperparameter
 from fipo_bench.algorithms.dapo import DAPO
 from fipo_bench.algorithms.fipo import FIPO
-from fipo_bench.algorithms.grpo import GRPO
+from fipo_bench.algorithms.grpo import GRPO, PolicyGradient
 from fipo_bench.registry import get_algorithm, list_algorithms, register_algorithm, register_variant
 
 __all__ = [
-    "DAPO", "FIPO", "GRPO", "Algorithm", "get_algorithm", "hyperparameter", "list_algorithms",
-    "register_algorithm", "register_variant",
+    "DAPO", "FIPO", "GRPO", "Algorithm", "PolicyGradient", "get_algorithm", "hyperparameter",
+    "list_algorithms", "register_algorithm", "register_variant",
 ]

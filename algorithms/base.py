@@ -9,11 +9,19 @@ methods below. Backends call only these methods, in this vocabulary:
                                       policy being trained, the rollout policy, the reference model
     advantages [N] or [N, T]          sequence-level (broadcast over tokens) or per-token advantages
     mask [N, T]                       1 on response tokens, 0 on padding
+
+Backends call `advantages(rewards, group_ids, mask=mask)` with the rollout's response mask, for the
+estimators that need response lengths or give per-token advantages (REINFORCE++, OPO); a subclass whose
+`advantages` takes no `mask` (the contract before it had one) is wrapped so that it still works.
+Math runs in float32 for bf16/fp16/fp32 inputs and in float64 for float64 inputs (`ops.compute_dtype`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import typing
 from typing import Any, ClassVar
 
 import torch
@@ -32,6 +40,7 @@ class Algorithm:
     """Base class: subclasses implement `advantages` and `token_loss`, and override the rest as needed."""
 
     name: ClassVar[str] = ""  # set by registry.register_algorithm
+    paper: ClassVar[str] = ""  # the publication, e.g. "Shao et al. 2024, arXiv 2402.03300" (fipo-bench algos)
 
     loss_agg: str = hyperparameter(
         "token-mean", "How per-token losses are reduced: token-mean, seq-mean-token-mean, seq-mean-token-sum "
@@ -40,10 +49,25 @@ class Algorithm:
         False, "Drop groups whose samples are all correct or all wrong, and generate more until the batch "
         "is full. DAPO (Yu et al. 2025, arXiv 2503.14476) section 3.2.")
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("advantages")
+        if own is not None and "mask" not in inspect.signature(own).parameters:
+            @functools.wraps(own)
+            def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor | None = None) -> Tensor:
+                return own(self, rewards, group_ids)  # an estimator written before `mask` existed
+
+            cls.advantages = advantages
+
     def __post_init__(self) -> None:
         if self.loss_agg not in ops.AGGREGATION_MODES:
             raise ValueError(f"{type(self).__name__}.loss_agg: expected one of "
                              f"{', '.join(ops.AGGREGATION_MODES)}, got {self.loss_agg!r}")
+        for key, hint in typing.get_type_hints(type(self)).items():
+            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
+            if choices and getattr(self, key) not in choices:
+                raise ValueError(f"{type(self).__name__}.{key}: expected one of "
+                                 f"{', '.join(map(repr, choices))}, got {getattr(self, key)!r}")
 
     def hyperparameters(self) -> dict[str, Any]:
         """Every hyperparameter -> its value (JSON-serialisable)."""
@@ -54,8 +78,13 @@ class Algorithm:
         """Whether `token_loss` needs `ref_logp` (a KL term against a reference model)."""
         return False
 
-    def advantages(self, rewards: Tensor, group_ids: Tensor) -> Tensor:
-        """Sequence-level advantages: rewards[N], group_ids[N] -> [N]."""
+    @property
+    def num_tokens_norm(self) -> float | None:
+        """The constant divisor of loss_agg "seq-mean-token-sum-norm" (None = the padded width T)."""
+        return None
+
+    def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Advantages: rewards[N], group_ids[N], the response mask[N, T] -> [N] (sequence-level) or [N, T]."""
         raise NotImplementedError
 
     def shape_rewards(self, rewards: Tensor, response_lengths: Tensor, max_response_length: int) -> Tensor:
@@ -78,8 +107,8 @@ class Algorithm:
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Per-token loss before aggregation.
 
-        Returns (token_loss[N, T] float32, 0 outside loss_mask; loss_mask[N, T] float32 = mask minus the
-        tokens the algorithm drops; metrics: name -> 0-dim tensor). Backends with their own token
+        Returns (token_loss[N, T] in the compute dtype, 0 outside loss_mask; loss_mask[N, T] float32 = mask
+        minus the tokens the algorithm drops; metrics: name -> 0-dim tensor). Backends with their own token
         normalisation (OpenRLHF) reduce these themselves; everyone else calls `policy_loss`.
         """
         raise NotImplementedError
@@ -89,7 +118,7 @@ class Algorithm:
     ) -> tuple[Tensor, dict[str, float]]:
         """The 0-dim loss to minimise (aggregated with `loss_agg`) and its metrics as floats."""
         token_loss, loss_mask, metrics = self.token_loss(logp, old_logp, advantages, mask, ref_logp)
-        loss = ops.aggregate(token_loss, loss_mask, self.loss_agg)
+        loss = ops.aggregate(token_loss, loss_mask, self.loss_agg, self.num_tokens_norm)
         if not metrics:
             return loss, {}
         values = torch.stack(list(metrics.values())).detach().float().tolist()  # one sync
@@ -99,7 +128,8 @@ class Algorithm:
 def as_token_inputs(
     logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, ref_logp: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Validate shapes and return float32 logp, old_logp, advantages[N, T], bool mask[N, T], ref_logp.
+    """Validate shapes and return logp, old_logp, advantages[N, T], bool mask[N, T], ref_logp in the compute
+    dtype (float32, or float64 when an input is float64).
 
     Values outside the mask are replaced by 0 so padding garbage (inf/NaN) can reach neither the
     loss nor its gradient.
@@ -114,12 +144,22 @@ def as_token_inputs(
         raise ValueError(f"advantages must be [N] or [N, T] with [N, T] = {tuple(logp.shape)}, "
                          f"got {tuple(advantages.shape)}")
     keep = mask.bool()
-    zero = torch.zeros((), dtype=torch.float32, device=logp.device)
+    dtype = ops.compute_dtype(logp, old_logp, advantages, ref_logp)
+    zero = torch.zeros((), dtype=dtype, device=logp.device)
 
     def clean(tensor: Tensor) -> Tensor:
-        return torch.where(keep, tensor.float(), zero)
+        return torch.where(keep, tensor.to(dtype), zero)
 
     if advantages.dim() == 1:
         advantages = advantages[:, None].expand(logp.shape)
     ref = None if ref_logp is None else clean(ref_logp)
     return clean(logp), clean(old_logp), clean(advantages), keep, ref
+
+
+def required_mask(mask: Tensor | None, algorithm: str) -> Tensor:
+    """The response mask [N, T] an estimator needs (lengths, per-token advantages); a clear error when a
+    caller did not pass it."""
+    if mask is None:
+        raise ValueError(f"{algorithm}.advantages needs the response mask: call advantages(rewards, "
+                         f"group_ids, mask=mask)")
+    return mask

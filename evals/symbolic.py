@@ -42,6 +42,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
+from fractions import Fraction
 
 # A worker that cannot import sympy + math-verify within this time is broken (not a hard answer).
 STARTUP_TIMEOUT_S = 120.0
@@ -401,24 +402,81 @@ def _install_tripwires() -> None:
 
 @functools.lru_cache(maxsize=4096)  # a gold answer is parsed once for its k samples
 def _parse_latex(text: str) -> tuple:
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
     from math_verify import LatexExtractionConfig, parse
 
-    config = [LatexExtractionConfig(boxed_match_priority=0)]
+    # math-verify's own normalization, less its unit stripping: units were removed already (only
+    # after a value), and its list would turn `2c` into `2` and `5m` into `5`.
+    normalization = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True)
+    config = [LatexExtractionConfig(boxed_match_priority=0, normalization_config=normalization)]
     return tuple(parse(f"${text}$", extraction_config=config, parsing_timeout=None))
 
 
-def symbolic_equal(pred: str, gold: str) -> bool:
-    """math-verify equivalence of two LaTeX answers, LaTeX parsing only (see the module docstring)."""
-    from math_verify import verify
+def _numeric_value(expr) -> Fraction | None:
+    """The exact-enough value of a real constant expression (`\\sqrt{3}`, `40\\pi`), else None."""
+    import sympy
 
+    if not isinstance(expr, sympy.Expr) or not expr.is_number:
+        return None
+    value = sympy.N(expr, 30)
+    if not value.is_real or not value.is_finite:
+        return None
+    return Fraction(str(value))
+
+
+def _same_solutions(gold, pred) -> bool:
+    """Two equations in the same one unknown with the same non-empty solution set (`2x = 12` and
+    `x = 6`): math-verify's solve-and-compare expects several unknowns and misses these."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Eq) and isinstance(pred, sympy.Eq)):
+        return False
+    unknowns = gold.free_symbols
+    if len(unknowns) != 1 or pred.free_symbols != unknowns:
+        return False
+    (unknown,) = unknowns
+    gold_roots = set(sympy.solve(gold.lhs - gold.rhs, unknown))
+    return bool(gold_roots) and gold_roots == set(sympy.solve(pred.lhs - pred.rhs, unknown))
+
+
+def symbolic_atom_equal(gold: str, pred: str) -> bool:
+    """Two leaves of a structured answer (checker.compare_nodes): the fast rules, then math-verify
+    (LaTeX parsing only, see the module docstring), then checker.close_enough for a decimal against
+    an irrational gold. A predicted relation never equals a gold that is none (math-verify would drop
+    its left side); a gold relation may equal a set (`0 < x < 1` and `(0, 1)`, math-verify's as_set)."""
+    from math_verify import verify
+    from math_verify.grader import is_relation
+
+    from fipo_bench.evals.checker import close_enough, fast_atom_equal, is_decimal, parse_number
+
+    decided = fast_atom_equal(gold, pred)
+    if decided is not None:
+        return decided
     gold_parsed, pred_parsed = _parse_latex(gold), _parse_latex(pred)
     if not gold_parsed or not pred_parsed:
         return False
-    return bool(verify(list(gold_parsed), list(pred_parsed), timeout_seconds=None))
+    if is_relation(pred_parsed[0]) and not is_relation(gold_parsed[0]):
+        return False
+    if verify(list(gold_parsed), list(pred_parsed), timeout_seconds=None):
+        return True
+    if _same_solutions(gold_parsed[0], pred_parsed[0]):
+        return True
+    pred_value = parse_number(pred)
+    if pred_value is None or not is_decimal(pred) or parse_number(gold) is not None:
+        return False
+    gold_value = _numeric_value(gold_parsed[0])
+    return gold_value is not None and close_enough(pred_value, gold_value)
+
+
+def symbolic_equal(pred: str, gold: str) -> bool:
+    """Whether two normalized answers are equal: checker.answers_equal with symbolic leaves."""
+    from fipo_bench.evals.checker import answers_equal
+
+    return bool(answers_equal(gold, pred, symbolic_atom_equal))
 
 
 # Loads the parser and the comparison code (lazily imported by sympy) before readiness is declared.
-_WARM_UP_PAIRS = (("1", "1"), ("x^2+1", "(x+1)^2"))
+_WARM_UP_PAIRS = (("1", "1"), ("x^2+1", "(x+1)^2"), ("\\sqrt{3}", "1.732"), ("x \\le 1", "1 \\ge x"))
 
 
 def zygote_main(control_fd: int) -> None:

@@ -21,6 +21,8 @@ DTYPES = ("auto", "float32", "bfloat16")
 # Fields whose value is a dict of free-form keyword options: `--set tiny_recipe.sft_steps=50` sets one
 # key inside. Any other dotted prefix names an algorithm (`--set fipo.decay_rate=16`).
 DICT_FIELDS = ("tiny_task", "tiny_recipe")
+# What a model of one's own is evaluated on when no eval_datasets is set: "tiny" is the built-in task.
+MODEL_EVAL_DATASETS = ("aime24",)
 
 
 class ConfigError(ValueError):
@@ -47,7 +49,8 @@ class RunConfig:
     preset: str = "tiny"
     """Name of the preset these values started from (recorded; the values themselves are below)."""
     model: str | None = None
-    """HF model directory or hub id; None = the built-in tiny model after its SFT warm-up."""
+    """HF model directory, hub id or GGUF file (fipo_bench.models); None = the built-in tiny model after
+    its SFT warm-up."""
     dataset: str | None = None
     """Training dataset name or jsonl/parquet file (fipo_bench.evals.load_dataset); None = built-in task."""
     data_dir: str | None = None
@@ -59,7 +62,8 @@ class RunConfig:
     tiny_recipe: dict[str, Any] = field(default_factory=dict)
     """Keyword fields of fipo_bench.tiny.TinyRecipe: the built-in model and its SFT warm-up."""
     base_cache_dir: str | None = None
-    """Where the built-in base checkpoint is cached (None: fipo_bench.tiny's default)."""
+    """Where base checkpoints are cached, the built-in one and GGUF conversions (None: $FIPO_BENCH_CACHE,
+    else ~/.cache/fipo-bench)."""
     num_train_problems: int = 100_000
     """Training prompts drawn from the task, or a cap on the dataset's rows (0 = all rows)."""
 
@@ -100,7 +104,8 @@ class RunConfig:
     eval_every: int = 10
     """Evaluate every this many steps (plus step 0 and the last step); 0 = only step 0 and the end."""
     eval_datasets: tuple[str, ...] = ("tiny",)
-    """Evaluation datasets: "tiny" = the built-in task's test split, else names/files for load_dataset."""
+    """Evaluation datasets: "tiny" = the built-in task's test split, else names/files for load_dataset.
+    With a model of one's own and no eval_datasets set, build_config makes it MODEL_EVAL_DATASETS."""
     eval_k: int = 1
     """Samples per evaluation problem."""
     eval_temperature: float = 1.0
@@ -245,8 +250,12 @@ def validate(c: RunConfig) -> None:
     if c.dataset is None and c.model is not None:
         _fail("dataset", "a dataset name or file when a model is given (the built-in task is for the "
                          "built-in model's tokenizer)", c.dataset)
-    if c.model is not None and c.dataset is not None and "tiny" in c.eval_datasets:
-        _fail("eval_datasets", 'dataset names/files ("tiny" is the built-in task)', c.eval_datasets)
+    if c.dataset is not None and c.model is None:
+        raise ConfigError(f"config field 'dataset': {c.dataset!r} needs a model to train: the built-in model "
+                          "trains on its built-in task only; pass --model (a model directory or Hub id)")
+    if c.model is not None and "tiny" in c.eval_datasets:
+        _fail("eval_datasets", 'dataset names or files ("tiny" is the built-in task; e.g. '
+                               "--set eval_datasets=aime24)", c.eval_datasets)
 
 
 def _kind(f: dataclasses.Field) -> Any:
@@ -357,10 +366,16 @@ def build_config(preset: str = "tiny", *, config_file: str | Path | None = None,
     # explicit ones. An explicit override of an algorithm that is not in the run stays (validation
     # reports it).
     preset_overrides = values.pop("algo_overrides", {})
-    if config_file is not None:
-        values.update(load_config_file(config_file))
+    file_values = load_config_file(config_file) if config_file is not None else {}
+    values.update(file_values)
     values.update({k: v for k, v in (options or {}).items() if v is not None})
     values = apply_sets(values, sets or [])
+    user_set = {*file_values, *(k for k, v in (options or {}).items() if v is not None),
+                *(item.partition("=")[0].strip() for item in sets or [])}
+    # The tiny preset evaluates on the built-in task, which only the built-in model can take.
+    preset_eval = "eval_datasets" not in user_set and list(values.get("eval_datasets", ())) == ["tiny"]
+    if values.get("model") is not None and preset_eval:
+        values["eval_datasets"] = MODEL_EVAL_DATASETS
     algos = values.get("algos", RunConfig.algos)
     if isinstance(algos, str):
         algos = [a.strip() for a in algos.split(",") if a.strip()]

@@ -6,11 +6,13 @@ directory + fsync + os.replace), so a run killed at any instant never leaves a h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,47 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def build_cache_entry(entry: Path, build: Callable[[Path], None], *, marker: str) -> Path:
+    """`entry`, made by `build(directory)` unless it is already complete (it holds `marker`).
+
+    `build` fills a temporary directory beside `entry` and writes `marker` last; the directory is then
+    renamed into place, so an entry only ever appears complete. Concurrent callers (several processes
+    of one run) serialise on a lock file, so the build runs once; what a killed build left behind is
+    removed by the next one.
+    """
+    if (entry / marker).is_file():
+        return entry
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(entry.parent / f".{entry.name}.lock"):
+        if (entry / marker).is_file():
+            return entry
+        # Holding the lock, any temporary directory of this entry is from a killed build.
+        for stale in entry.parent.glob(f".{entry.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if entry.exists():  # incomplete (not written by this code): rebuild it
+            shutil.rmtree(entry)
+        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.tmp-"))
+        try:
+            build(tmp)
+            os.rename(tmp, entry)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return entry
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks (Windows): single-process use still works
+        yield
+        return
+    with open(lock_path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,9 +1,10 @@
-"""Tensor ops shared by every algorithm: masked reductions, per-group statistics, loss aggregation and
-the linear-time discounted reverse scan behind FIPO's Future-KL.
+"""Tensor ops shared by every algorithm: masked reductions, per-group statistics, whitening, loss
+aggregation and the linear-time discounted reverse scan behind FIPO's Future-KL and REINFORCE++'s returns.
 
 Conventions: `mask[N, T]` marks response tokens (bool or 0/1 float); values outside it are ignored even
 when they are inf/NaN. Aggregation modes follow verl's names (`loss_agg_mode`); "seq-mean-token-sum-norm"
-is Dr. GRPO's constant-length normalisation (Liu et al. 2025, arXiv 2503.20783).
+is Dr. GRPO's constant-length normalisation (Liu et al. 2025, arXiv 2503.20783). Math runs in float32,
+or in float64 when an input is float64 (`compute_dtype`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ AGGREGATION_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", 
 # The in-chunk scan multiplies by gamma^-i; chunks are sized so that factor stays <= 2^32, far from
 # float32's 2^128 limit and far enough from its subnormal range that small values keep their precision.
 _CHUNK_DYNAMIC_RANGE_LOG2 = 32.0
+
+
+def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """float64 if any of `tensors` is float64, else float32 (bf16/fp16/fp32 inputs are computed in it)."""
+    wide = any(t is not None and t.dtype == torch.float64 for t in tensors)
+    return torch.float64 if wide else torch.float32
 
 
 def masked_sum(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
@@ -39,6 +46,8 @@ def masked_fractions(flags: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor
     All flags are counted in one reduction. (An int32 sum: several times faster on CPU than count_nonzero,
     which widens to int64; exact below 2^31 entries.)
     """
+    if not flags:
+        return {}
     mask = mask.bool()
     counts = (torch.stack(list(flags.values())) & mask).flatten(1).sum(-1, dtype=torch.int32)  # [K]
     total = mask.sum(dtype=torch.int32).clamp_min(1)
@@ -69,6 +78,35 @@ def group_mean_std(values: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor]:
     return mean[group_of], var.sqrt()[group_of]
 
 
+def group_sum(values: Tensor, group_ids: Tensor) -> Tensor:
+    """Sum of `values` over each sample's group, broadcast back: values[N], group_ids[N] -> [N]."""
+    if values.shape != group_ids.shape or values.dim() != 1:
+        raise ValueError(f"values and group_ids must both be [N]; got {tuple(values.shape)} and "
+                         f"{tuple(group_ids.shape)}")
+    _, group_of, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)  # [N], [G]
+    return values.new_zeros(counts.shape[0]).index_add(0, group_of, values)[group_of]
+
+
+def masked_whiten(values: Tensor, mask: Tensor, unbiased: bool) -> Tensor:
+    """(values - mean) / std over the `mask` entries of the whole tensor, 0 outside the mask.
+
+    unbiased=False: biased variance, std = sqrt(max(var, 1e-8)) (OpenRLHF's advantage whitening);
+    unbiased=True: Bessel-corrected variance, std = sqrt(var + 1e-8) (verl's `masked_whiten`). With fewer
+    than two entries the unbiased variance is taken as 0 (verl raises).
+    """
+    keep = mask.bool()
+    count = torch.count_nonzero(keep)
+    mean = masked_sum(values, keep) / count.clamp_min(1)
+    centered = torch.where(keep, values - mean, values.new_zeros(()))
+    if unbiased:
+        var = (centered * centered).sum() / (count - 1).clamp_min(1)
+        scale = torch.rsqrt(var + 1e-8)
+    else:
+        var = (centered * centered).sum() / count.clamp_min(1)
+        scale = torch.rsqrt(var.clamp_min(1e-8))
+    return centered * scale
+
+
 def aggregate(values: Tensor, mask: Tensor, mode: str, num_tokens_norm: float | None = None) -> Tensor:
     """Reduce per-token `values[N, T]` over `mask[N, T]` to a 0-dim loss.
 
@@ -91,14 +129,36 @@ def aggregate(values: Tensor, mask: Tensor, mode: str, num_tokens_norm: float | 
     elif mode == "seq-mean-token-sum":
         per_sequence = token_sum
     elif mode == "seq-mean-token-sum-norm":
-        norm = values.shape[-1] if num_tokens_norm is None else num_tokens_norm
-        if not norm > 0:
-            raise ValueError(f"num_tokens_norm must be > 0, got {num_tokens_norm}")
-        per_sequence = token_sum / norm
+        per_sequence = token_sum / _tokens_norm(values.shape[-1], num_tokens_norm)
     else:
         raise ValueError(f"unknown loss aggregation mode {mode!r}; expected one of "
                          f"{', '.join(AGGREGATION_MODES)}")
     return masked_mean(per_sequence, token_count > 0)
+
+
+def seq_mean_token_mean_scale(mask: Tensor, mode: str, num_tokens_norm: float | None = None) -> Tensor:
+    """Per-sequence factors [N, 1] with aggregate(v * factor, mask, "seq-mean-token-mean") ==
+    aggregate(v, mask, mode), for the sequence-mean modes: a backend that reduces only by token-mean or
+    seq-mean-token-mean (OpenRLHF) expresses the token-sum modes with them."""
+    if mode == "seq-mean-token-mean":
+        return torch.ones(mask.shape[0], 1, device=mask.device)
+    token_count = torch.count_nonzero(mask, dim=-1).float()[:, None]  # [N, 1]
+    if mode == "seq-mean-token-sum":
+        return token_count
+    if mode == "seq-mean-token-sum-norm":
+        return token_count / _tokens_norm(mask.shape[-1], num_tokens_norm)
+    raise ValueError(f"{mode!r} is not a sequence-mean aggregation; expected seq-mean-token-mean, "
+                     f"seq-mean-token-sum or seq-mean-token-sum-norm")
+
+
+def _tokens_norm(width: int, num_tokens_norm: float | None) -> float:
+    """The divisor of "seq-mean-token-sum-norm": num_tokens_norm, or the padded width (1 if there are no
+    columns, where every sum is 0)."""
+    if num_tokens_norm is None:
+        return max(width, 1)
+    if not num_tokens_norm > 0:
+        raise ValueError(f"num_tokens_norm must be > 0, got {num_tokens_norm}")
+    return num_tokens_norm
 
 
 def discounted_reverse_cumsum(values: Tensor, gamma: float) -> Tensor:

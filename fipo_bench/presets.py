@@ -5,6 +5,11 @@ Sources of the published numbers:
           Sec. 5.1 (training details) and verl's recipe/dapo/run_dapo_qwen2.5_32b.sh.
   [FIPO]  Qwen Pilot, "FIPO", arXiv 2603.19835, Sec. 5 (experimental setup) and its released scripts;
           the numbers as summarised in ../shared/DESIGN.md ("Presets").
+  [zoo]   The other algorithms' published settings are their defaults (each module's docstring). Where
+          they depend on the run: Dr. GRPO divides by the maximum generation length (the authors' oat,
+          `generate_max_length`), so `max_tokens_norm` = the preset's max_response_length; KL-Cov's share
+          is 0.2 % in the authors' 7B recipe (the default) and 0.02 % in their 32B one
+          (PRIME-RL/Entropy-Mechanism-of-RL recipe/dapo/32b_kl_cov.sh, k_percent=0.02).
 
 Identical conditions when the published mini-batches differ (DAPO 32 prompts, FIPO 64): a comparison
 uses ONE `mini_batch_size` for every algorithm of the run, so all algorithms take the same number of
@@ -45,6 +50,15 @@ _PUBLISHED: dict[str, Any] = {
     "algo_overrides": {name: {"overlong_buffer": 4096} for name in ("dapo", "fipo", "fipo-7b")},
 }
 
+
+
+def _with_zoo(overrides: dict[str, dict], max_response_length: int) -> dict[str, dict]:
+    """`overrides` plus the [zoo] settings that follow from the run's maximum response length."""
+    return {**overrides, "dr-grpo": {"max_tokens_norm": max_response_length}}
+
+
+_PUBLISHED["algo_overrides"] = _with_zoo(_PUBLISHED["algo_overrides"], _PUBLISHED["max_response_length"])
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The built-in model and task on a CPU laptop in minutes. The values are tuned by measurement
     # (issue 3): see fipo_bench.tiny for the task and the SFT warm-up.
@@ -68,6 +82,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "grad_clip": 1.0,
         "max_gen_batches": 10,
+        # Recompute old_logp with the training forward, as verl and OpenRLHF do. On CPU in float32 the
+        # sampler's log-probs already agree with it to rounding (benchmarks/logp_gap.py, 256 responses of
+        # this preset: mean |gap| 3e-7, max 9e-6), but `--device cuda` or dtype=bfloat16 turns on bf16
+        # autocast, where the gap (on CPU bf16: mean 5e-4, p99 1.6e-2, max 4e-2) alone lifts FIPO's
+        # first-update weights, which must be exactly 1, above 1.01 on 9.5% of tokens (max 1.045). The
+        # pass is cheap: only the later updates' rows, in the training pass's length buckets (~9% of a
+        # step in benchmarks/bench_trainer_vs_trl.py).
+        "recompute_old_logp": True,
         "eval_every": 10,
         "eval_k": 1,
         "eval_temperature": 1.0,
@@ -79,7 +101,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cpu",
         # Overlong shaping over the last 12 tokens (DAPO: 4096 of 20480): it starts at 60 tokens, past
         # the longest reference chain, so only runaway responses are penalised, as at scale.
-        "algo_overrides": {name: {"overlong_buffer": 12} for name in ("dapo", "fipo", "fipo-7b")},
+        "algo_overrides": _with_zoo(
+            {name: {"overlong_buffer": 12} for name in ("dapo", "fipo", "fipo-7b")}, 72),
         "tiny_task": {},
         "tiny_recipe": {},
     },
@@ -101,7 +124,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_max_response_length": 4096,
         "num_train_problems": 0,
         "device": "cuda",
-        "algo_overrides": {name: {"overlong_buffer": 1024} for name in ("dapo", "fipo", "fipo-7b")},
+        "algo_overrides": _with_zoo(
+            {name: {"overlong_buffer": 1024} for name in ("dapo", "fipo", "fipo-7b")}, 4096),
     },
     # [FIPO] Qwen2.5-Math-7B: the published recipe with FIPO's 7B settings (weight range [0.8, 1.2],
     # safety threshold 3; DESIGN.md "FIPO"). Qwen2.5-Math-7B ships a 4k context: raise
@@ -121,6 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_PUBLISHED,
         "model": "Qwen/Qwen2.5-32B",
         "num_steps": 1000,
+        "algo_overrides": {**_PUBLISHED["algo_overrides"], "kl-cov": {"cov_ratio": 2e-4}},  # [zoo] 32B
     },
 }
 

@@ -298,6 +298,10 @@ class RunDir:
     def append_metrics(self, row: dict) -> None:
         append_jsonl(self.metrics_path, json_safe(row))
 
+    def write_metrics(self, rows: list[dict]) -> None:
+        """metrics.jsonl as a whole (a backend that reads every step back from its trainer's logs)."""
+        write_jsonl(self.metrics_path, [json_safe(row) for row in rows])
+
     def last_logged_step(self) -> int:
         """The last step in metrics.jsonl (0 before the first)."""
         if not self.metrics_path.exists():

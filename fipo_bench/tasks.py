@@ -2,7 +2,7 @@
 
 Two steps, because they run in different places:
 - `prepare_base` runs once per matrix, in the driver, before any run starts: the built-in model's SFT
-  warm-up (cached by its recipe), or a check of `--model`.
+  warm-up (cached by its recipe), or a check of `--model` (a GGUF file is converted here, once).
 - `load_task` never trains and is deterministic in the config, so every process that trains a run (the
   driver itself, or a Ray worker) builds its own copy; nothing large or unpicklable (closures, a
   tokenizer) travels between processes. Within one process it is built once.
@@ -69,11 +69,23 @@ def prepare_base(cfg: RunConfig, *, progress=None, dry_run: bool = False) -> str
         from fipo_bench.tiny import ensure_base_checkpoint
 
         return str(ensure_base_checkpoint(recipe, cfg.base_cache_dir, progress=progress))
-    looks_local = cfg.model.startswith((".", "/", "~")) or Path(cfg.model).exists()
-    if looks_local and not Path(cfg.model).expanduser().is_dir():
-        raise ConfigError(f"config field 'model': {cfg.model} is not a directory (expected an HF model "
-                          "directory or a hub id)")
-    return cfg.model
+    from fipo_bench.evals.runner import validate_checkpoint
+
+    try:
+        validate_checkpoint(cfg.model)  # a model directory, a GGUF file, or a Hub id that loads now
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"config field 'model': {e}") from None
+    return _resolved_model(cfg)
+
+
+def _resolved_model(cfg: RunConfig) -> str:
+    """`--model` as an HF directory or Hub id: a GGUF file is converted once (cached by its contents)."""
+    from fipo_bench import models
+
+    try:
+        return models.resolve_model(cfg.model, cfg.base_cache_dir)
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"config field 'model': {e}") from None
 
 
 _TASKS: dict[str, TaskData] = {}
@@ -100,24 +112,23 @@ def _tiny_data(cfg: RunConfig) -> TaskData:
 
 
 def _dataset_data(cfg: RunConfig) -> TaskData:
-    from transformers import AutoTokenizer
-
+    from fipo_bench import models
     from fipo_bench.evals import check_answers, format_prompt, load_dataset
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    except OSError as e:
-        raise ConfigError(f"config field 'model': cannot load a tokenizer from {cfg.model!r}: {e}") from None
+        tokenizer = models.load_tokenizer(_resolved_model(cfg))
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"config field 'model': {e}") from None
     try:
         train = load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.num_train_problems or None)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"config field 'dataset': {e}") from None
 
     def prompt_text(text: str) -> str:
         return format_prompt(text, cfg.prompt_template, tokenizer)
 
     def prompt_tokens(text: str) -> int:
-        return len(tokenizer(prompt_text(text), add_special_tokens=False)["input_ids"])
+        return len(models.encode_prompt(tokenizer, prompt_text(text)))
 
     fits = [p for p in train if prompt_tokens(p.problem) <= cfg.max_prompt_length]
     if not fits:
@@ -129,7 +140,7 @@ def _dataset_data(cfg: RunConfig) -> TaskData:
     try:
         evals = {dataset_label(name): load_dataset(name, cfg.data_dir, limit=cfg.eval_limit or None)
                  for name in cfg.eval_datasets}
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"config field 'eval_datasets': {e}") from None
 
     def check(responses: list[str], golds: list[str]) -> list[Verdict]:

@@ -140,12 +140,16 @@ def test_losses_match_naive_per_token_loops(name, overrides):
             alg,
             None if ref is None else ref.tolist(),
         )
-        assert loss.item() == pytest.approx(naive_loss(rows, alg.loss_agg), rel=1e-5, abs=1e-6)
+        # float64 inputs are computed in float64, so the naive float64 loop agrees to rounding.
+        assert loss.dtype == torch.float64
+        assert loss.item() == pytest.approx(naive_loss(rows, alg.loss_agg), rel=1e-11, abs=1e-12)
         token_loss, loss_mask, _ = alg.token_loss(logp, old_logp, advantages, mask, ref)
         expected_mask = torch.tensor([[keep for _, keep in row] for row in rows])
         assert torch.equal(loss_mask.bool(), expected_mask)
-        expected_tokens = torch.tensor([[value if keep else 0.0 for value, keep in row] for row in rows])
-        torch.testing.assert_close(token_loss, expected_tokens.float(), rtol=1e-5, atol=1e-5)
+        expected_tokens = torch.tensor(
+            [[value if keep else 0.0 for value, keep in row] for row in rows], dtype=torch.float64
+        )
+        torch.testing.assert_close(token_loss, expected_tokens, rtol=1e-11, atol=1e-12)
         if hasattr(alg, "decay_rate"):
             log_ratio = torch.where(mask, (logp - old_logp).clamp(-20, 20), 0.0).float()
             full_advantages = (
@@ -424,7 +428,11 @@ def test_token_loss_contract_for_backends_with_their_own_normalisation():
     for name in ("grpo", "dapo", "fipo"):
         alg = get_algorithm(name)
         token_loss, loss_mask, metrics = alg.token_loss(logp, old_logp, advantages, mask, ref_logp)
-        assert token_loss.dtype == loss_mask.dtype == torch.float32 and token_loss.shape == loss_mask.shape
+        # float64 inputs are computed in float64; the loss mask is float32 0/1 either way
+        assert token_loss.dtype == torch.float64 and loss_mask.dtype == torch.float32
+        assert token_loss.shape == loss_mask.shape
+        low = alg.token_loss(logp.float(), old_logp.float(), advantages.float(), mask, ref_logp.float())[0]
+        assert low.dtype == torch.float32
         assert torch.isfinite(token_loss).all() and torch.equal(token_loss, token_loss * loss_mask)
         assert all(value.dim() == 0 for value in metrics.values())
         loss, _ = alg.policy_loss(logp, old_logp, advantages, mask, ref_logp)

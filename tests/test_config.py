@@ -35,6 +35,8 @@ def test_json_round_trip_is_identity():
         ({"run_name": "a/b"}, "run_name"),
         ({"algo_overrides": {"ppo": {"x": 1}}}, "algo_overrides"),
         ({"model": "Qwen/Qwen2.5-0.5B"}, "dataset"),  # a real model needs a dataset
+        ({"dataset": "train.jsonl"}, "dataset"),  # the built-in model would ignore it
+        ({"model": "m", "dataset": "d.jsonl", "eval_datasets": ["aime24", "tiny"]}, "eval_datasets"),
         ({"recompute_old_logp": "yes"}, "recompute_old_logp"),
     ],
 )
@@ -112,3 +114,22 @@ def test_every_preset_builds_and_its_algorithm_overrides_are_valid():
         cfg = build_config(name)
         for algo in cfg.algos:
             get_algorithm(algo, **cfg.algo_overrides.get(algo, {}))
+
+
+def test_a_model_of_ones_own_is_evaluated_on_aime24_unless_told_otherwise(tmp_path):
+    cfg = build_config("tiny", options={"model": "org/model", "dataset": "d.jsonl"})
+    assert cfg.eval_datasets == ("aime24",)
+    assert build_config("tiny").eval_datasets == ("tiny",)  # the built-in model: its own task
+    explicit = build_config("tiny", options={"model": "m", "dataset": "d"}, sets=["eval_datasets=math500"])
+    assert explicit.eval_datasets == ("math500",)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model": "m", "dataset": "d", "eval_datasets": ["gsm8k"]}))
+    assert build_config("tiny", config_file=path).eval_datasets == ("gsm8k",)
+    # Asked for explicitly, "tiny" with a model is an error that says which flag to pass.
+    with pytest.raises(ConfigError, match=r"'eval_datasets'.*--set eval_datasets=aime24"):
+        build_config("tiny", options={"model": "m", "dataset": "d"}, sets=["eval_datasets=tiny"])
+
+
+def test_dataset_without_a_model_is_refused_not_ignored():
+    with pytest.raises(ConfigError, match=r"'dataset': 'train.jsonl' needs a model.*pass --model"):
+        build_config("tiny", options={"dataset": "train.jsonl"})

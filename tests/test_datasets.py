@@ -1,5 +1,5 @@
-"""Dataset loading (offline copies in ../shared/data, local files, the Hub path with a fake `datasets`),
-gold normalization and prompt templates."""
+"""Dataset loading (the handmade copies in tests/fixtures/data, the real ones in ../shared/data, local
+files, the Hub path with a fake `datasets`), gold normalization and prompt templates."""
 
 import json
 import sys
@@ -46,10 +46,33 @@ def test_other_datasets_offline(shared_data_dir):
     assert [p.answer for p in gsm8k] == expected
 
 
-def test_data_dir_from_environment_and_limit(shared_data_dir, monkeypatch):
-    monkeypatch.setenv("FIPO_BENCH_DATA", str(shared_data_dir))
-    problems = load_dataset("aime24", limit=5)
-    assert len(problems) == 5 and problems[0].id == "60"
+def test_fixture_copies_normalize_each_format(fixture_data_dir):
+    """The handmade copies in tests/fixtures/data, in the real files' formats; expected answers by hand."""
+    aime24 = load_dataset("aime24", fixture_data_dir)
+    assert [p.id for p in aime24] == ["60", "61", "62", "63", "64", "65"]  # the file's integer ids
+    assert [p.answer for p in aime24] == ["401", "15", "7", "13", "999", "0"]  # stored "015", "007", "000"
+    aime25 = load_dataset("aime25", fixture_data_dir)  # no id field: row indices
+    assert [(p.id, p.answer) for p in aime25] == [("0", "70"), ("1", "3"), ("2", "512")]
+    amc = load_dataset("amc23", fixture_data_dir)  # floats 2.0, 27.0, 0.5, -1.0
+    assert [p.answer for p in amc] == ["2", "27", "0.5", "-1"]
+    math500 = load_dataset("math500", fixture_data_dir)
+    latex = ["\\left( 2, \\frac{\\pi}{2} \\right)", "5\\sqrt{2}", "\\text{(B)}", "7"]  # stored " 007 " -> "7"
+    assert [p.answer for p in math500] == latex
+    assert math500[0].id == "test/precalculus/fixture-1.json"  # unique_id
+    gsm8k = load_dataset("gsm8k", fixture_data_dir)  # "#### 24", "#### 1,250", "#### -6"
+    assert [p.answer for p in gsm8k] == ["24", "1250", "-6"]
+    assert gsm8k[1].problem == "A shop sells 250 pens a day for 5 days. How many pens does it sell?"
+
+
+def test_fixture_copies_cover_every_benchmark(fixture_data_dir):
+    benchmarks = {spec.file for name, spec in DATASETS.items() if name != "dapo-math-17k"}  # a training set
+    assert benchmarks == {p.name for p in fixture_data_dir.iterdir()}
+
+
+def test_data_dir_from_environment_and_limit(fixture_data_dir, monkeypatch):
+    monkeypatch.setenv("FIPO_BENCH_DATA", str(fixture_data_dir))
+    problems = load_dataset("aime24", limit=2)
+    assert [p.id for p in problems] == ["60", "61"]
 
 
 def test_missing_offline_file_names_the_path(tmp_path):
@@ -83,8 +106,8 @@ def test_bad_rows_name_file_and_line(tmp_path, bad_line, message):
         load_dataset(str(path))
 
 
-def test_named_dataset_validates_its_answers(tmp_path, shared_data_dir):
-    lines = (shared_data_dir / "aime24.jsonl").read_text().splitlines()
+def test_named_dataset_validates_its_answers(tmp_path, fixture_data_dir):
+    lines = (fixture_data_dir / "aime24.jsonl").read_text().splitlines()
     row = json.loads(lines[4])
     row["answer"] = "twelve"
     lines[4] = json.dumps(row)
@@ -151,6 +174,7 @@ def test_hub_path_with_a_fake_datasets_module(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=fake_load_dataset))
     monkeypatch.delenv("FIPO_BENCH_DATA", raising=False)
+    monkeypatch.setattr("fipo_bench.hub.unreachable_reason", lambda endpoint: None)  # the Hub answers
     assert load_dataset("aime24") == [Problem("60", "p", "25")]
     assert load_dataset("gsm8k") == [Problem("0", "q1", "1234")]
     assert calls == [("HuggingFaceH4/aime_2024", None, "train"), ("openai/gsm8k", "main", "test")]
@@ -167,6 +191,7 @@ def test_dapo_math_17k_rows_are_unwrapped_and_deduplicated(monkeypatch):
     stored = [row("What is {1+1}?", "2", "a"), row("Find $x$.", "007", "b"), row("What is {1+1}?", "2", "c")]
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda *a, **k: stored))
     monkeypatch.delenv("FIPO_BENCH_DATA", raising=False)
+    monkeypatch.setattr("fipo_bench.hub.unreachable_reason", lambda endpoint: None)  # the Hub answers
     # The third row repeats the first problem; ids are the positions of the kept rows.
     expected = [Problem("0", "What is {1+1}?", "2"), Problem("1", "Find $x$.", "7")]
     assert load_dataset("dapo-math-17k") == expected
@@ -183,8 +208,33 @@ def test_dapo_math_17k_rows_are_unwrapped_and_deduplicated(monkeypatch):
 def test_hub_without_datasets_explains_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     monkeypatch.delenv("FIPO_BENCH_DATA", raising=False)
-    with pytest.raises(ImportError, match=r"pip install 'fipo-bench\[hub\]'.*--data-dir"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[hub\]'.*--data-dir"):
         load_dataset("math500")
+
+
+def test_unreachable_hub_is_said_at_once_with_what_to_do(monkeypatch, unreachable_hub):
+    calls = []
+    fake = types.SimpleNamespace(load_dataset=lambda *args: calls.append(args))
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    monkeypatch.delenv("FIPO_BENCH_DATA", raising=False)
+    with pytest.raises(ConnectionError, match=rf"'aime24'.*does not answer at {unreachable_hub}.*--data-dir"
+                                              r".*aime24\.jsonl.*HF_HUB_OFFLINE=1"):
+        load_dataset("aime24")
+    assert calls == []  # `datasets` (and its minute of retries) was never asked
+
+
+def test_offline_hub_dataset_that_is_not_cached_names_the_way_out(monkeypatch):
+    from huggingface_hub import constants
+
+    def offline_load_dataset(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline_load_dataset))
+    monkeypatch.delenv("FIPO_BENCH_DATA", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match=r"'gsm8k': openai/gsm8k did not load .*LocalEntryNotFound"
+                                                r".*--data-dir .*gsm8k_test\.jsonl"):
+        load_dataset("gsm8k")
 
 
 @pytest.mark.parametrize(

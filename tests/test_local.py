@@ -3,6 +3,7 @@
 import io
 import tokenize
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -132,3 +133,115 @@ def test_trainer_code_never_names_an_algorithm():
         for tok in _code_tokens(REPO / module):
             text = tok.string.strip("'\"").lower() if tok.type == tokenize.STRING else tok.string.lower()
             assert text not in names, f"{module}:{tok.start[0]} names algorithm {tok.string}"
+
+
+def sampled_rollout(trainer, *, temperature: float, top_p: float, rows: int = 32) -> tuple[Rollout, object]:
+    """Rows of different lengths sampled by the trainer itself, old_logp = the sampler's log-probs."""
+    g = torch.Generator().manual_seed(1)
+    vocab = trainer.model.config.vocab_size
+    prompts = [torch.randint(4, vocab, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g).tolist()
+               for _ in range(rows)]
+    (s,), _ = trainer.generate(prompts, max_new_tokens=12, temperature=temperature, top_p=top_p,
+                               generator=torch.Generator().manual_seed(2), chunk=rows)
+    assert len(set(s.lengths.tolist())) > 3  # lengths vary, so the passes pad and bucket
+    prompt_ids, prompt_mask = left_pad(prompts, trainer.pad_id)
+    rollout = Rollout(prompt_ids, prompt_mask, s.tokens, s.mask, s.logp, torch.zeros(rows),
+                      torch.arange(rows) // 4)
+    return rollout, s
+
+
+def unpadded_logp(model, rollout: Rollout, i: int, temperature: float) -> torch.Tensor:
+    """log-probs of row i's response tokens from one forward over that row alone, no padding. [n]"""
+    n = int(rollout.mask[i].sum())
+    prompt, response = rollout.prompt_ids[i][rollout.prompt_mask[i].bool()], rollout.response_ids[i, :n]
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([prompt, response])[None]).logits[0, len(prompt) - 1:-1].float()
+    return (logits / temperature).log_softmax(-1).gather(-1, response[:, None]).squeeze(-1)
+
+
+@pytest.mark.parametrize(("temperature", "top_p", "micro_batch_size"), [(1.0, 1.0, 0), (0.7, 0.8, 12)])
+def test_sampler_logp_equal_the_recompute_pass_in_float32(random_base, temperature, top_p, micro_batch_size):
+    """The log-probs the sampler returns are what the trainer's own forward pass computes (float32, CPU):
+    recompute_old_logp changes nothing but rounding. With top_p < 1 both are of the full distribution at
+    the temperature (the sampler draws from the nucleus; the PPO ratio compares untruncated policies)."""
+    trainer = make_trainer(random_base, "dapo", micro_batch_size=micro_batch_size, temperature=temperature)
+    rollout, s = sampled_rollout(trainer, temperature=temperature, top_p=top_p)
+    recomputed = trainer._forward_logp(trainer.model, rollout)
+    torch.testing.assert_close(recomputed, s.logp, atol=2e-6, rtol=1e-5)
+    for i in (0, 7, 31):  # a reference independent of both
+        n = int(s.lengths[i])
+        torch.testing.assert_close(recomputed[i, :n], unpadded_logp(trainer.model, rollout, i, temperature),
+                                   atol=2e-6, rtol=1e-5)
+
+
+def test_recompute_pass_runs_the_training_pass_buckets(random_base, monkeypatch):
+    """old_logp is recomputed through the training forward's path: the same length sort, micro-batches and
+    buckets (so the same padded shapes and the same log-probs), not one padded pass over all rows."""
+    import fipo_bench.backends.local as local
+
+    trainer = make_trainer(random_base, "dapo", micro_batch_size=20)
+    rollout, _ = sampled_rollout(trainer, temperature=1.0, top_p=1.0)
+    shapes: list[tuple] = []
+    original = local.response_logp
+
+    def recording(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature):
+        shapes.append((prompt_ids.shape, response_ids.shape))
+        return original(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature)
+
+    monkeypatch.setattr(local, "response_logp", recording)
+    old_logp = trainer._forward_logp(trainer.model, rollout)
+    recompute_shapes, shapes[:] = list(shapes), []
+    captured = {}
+
+    def policy_loss(logp, old, advantages, mask, ref_logp):
+        captured.setdefault("logp", []).append(logp.detach())
+        captured.setdefault("old", []).append(old)
+        return (logp * mask).sum() * 0, {}
+
+    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean"))
+    rollout.old_logp = old_logp
+    trainer.backward_mini_batch(rollout, torch.arange(len(rollout.advantages)))
+    assert shapes == recompute_shapes and len(shapes) == 5  # micro-batches of 20, 12: buckets 8+8+4, 8+4
+    torch.testing.assert_close(torch.cat(captured["logp"]), torch.cat(captured["old"]), atol=0, rtol=0)
+
+
+def test_recomputed_old_logp_is_the_policy_before_the_first_update(random_base, monkeypatch):
+    """With recompute_old_logp, every update sees old_logp = the log-probs of the policy that sampled the
+    rollout (a reference: that policy's own unpadded forward), though the no-grad pass covers only the later
+    updates' rows; the first update's rows take them from its own forward (ratio exactly 1)."""
+    import copy
+
+    trainer = make_trainer(random_base, "dapo", recompute_old_logp="true", samples_per_prompt=4,
+                           mini_batch_size=4, rollout_batch_size=8, lr=0.05)
+    rollout, s = sampled_rollout(trainer, temperature=1.0, top_p=1.0)
+    rollout.advantages = torch.randn(32, generator=torch.Generator().manual_seed(3))
+    sampler_policy = copy.deepcopy(trainer.model)
+    passes = []
+    forward_logp = trainer._forward_logp
+    monkeypatch.setattr(trainer, "_forward_logp",
+                        lambda model, r, rows=None: passes.append(rows) or forward_logp(model, r, rows))
+    trainer._recompute_old_logp(rollout)
+    assert [rows.tolist() for rows in passes] == [list(range(16, 32))]  # the second update's rows only
+
+    micro_rows, losses = [], []  # one micro-batch per update here: the two lists pair up
+    micro_batches, dapo = trainer._length_sorted_micro_batches, trainer.alg
+
+    def recording_micro_batches(r, rows):
+        micro_rows.extend(micro_batches(r, rows))
+        return micro_rows[-1:]
+
+    def policy_loss(logp, old, *rest):
+        losses.append((logp.detach(), old))
+        return dapo.policy_loss(logp, old, *rest)
+
+    monkeypatch.setattr(trainer, "_length_sorted_micro_batches", recording_micro_batches)
+    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean"))
+    trainer._update(rollout)
+    assert [sorted(rows.tolist()) for rows in micro_rows] == [list(range(16)), list(range(16, 32))]
+    assert torch.equal(losses[0][0], losses[0][1])  # the first update is exactly on-policy
+    assert not torch.allclose(losses[1][0], losses[1][1], atol=1e-3)  # the policy moved in between
+    for rows, (_, old) in zip(micro_rows, losses, strict=True):
+        for j, i in enumerate(rows.tolist()):
+            n = int(s.lengths[i])
+            torch.testing.assert_close(old[j, :n], unpadded_logp(sampler_policy, rollout, i, 1.0),
+                                       atol=2e-6, rtol=1e-5)

@@ -121,3 +121,14 @@ def test_launch_writes_our_results_layout_and_the_report_reads_it(tmp_path, monk
     statuses_before = {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.jsonl")}
     launcher.launch(config)  # completed runs are skipped
     assert statuses_before == {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.jsonl")}
+
+
+def test_a_failed_jobs_status_names_the_error_of_its_log(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("loading\nTraceback (most recent call last):\n  File x\n"
+                   "RuntimeError: Invalid device string: 'cuda:cpu'\nshutting down\n")
+    assert launcher.failure_reason(log) == ": RuntimeError: Invalid device string: 'cuda:cpu'"
+    log.write_text("error: this job needs 3 GPUs and 4 CPUs in Ray (...); the cluster has 0 GPUs\n")
+    assert launcher.failure_reason(log).startswith(": error: this job needs 3 GPUs")
+    log.write_text("nothing to see\n")
+    assert launcher.failure_reason(log) == ""

@@ -36,7 +36,7 @@ def test_metrics_rows_rename_openrlhf_keys_and_keep_a_resumed_runs_latest_values
         "accuracy": 0.625,
         "response_length": 100.0,
         "entropy_loss": 1.5,
-        "dynamic_filtering_pass_rate": 40.0,
+        "dynamic_filtering_pass_rate": 160.0,  # 100 x samples kept / prompts drawn
         "timing/step_total": 8.0,
         "rollout/num_samples": 64.0,
         "rollout/truncated_rate": 0.125,
@@ -46,7 +46,7 @@ def test_metrics_rows_rename_openrlhf_keys_and_keep_a_resumed_runs_latest_values
     }
     log_with_openrlhf(tmp_path, {1: step, 2: {**step, "reward": 0.5}})
     log_with_openrlhf(tmp_path, {2: {**step, "reward": 0.75}, 3: step})  # resumed from step 1: step 2 again
-    rows = metrics_rows(tmp_path)
+    rows = metrics_rows(tmp_path, samples_per_prompt=4)
     assert [row["step"] for row in rows] == [1, 2, 3]
     assert [row["reward"] for row in rows] == [0.25, 0.75, 0.25]
     first = rows[0]
@@ -54,7 +54,7 @@ def test_metrics_rows_rename_openrlhf_keys_and_keep_a_resumed_runs_latest_values
         (0.5, 2.0, 1e-6, 0.625)
     )
     assert (first["response_length_mean"], first["entropy"], first["truncated_frac"]) == (100.0, 1.5, 0.125)
-    assert first["kept_groups_frac"] == pytest.approx(0.4)  # OpenRLHF logs percent
+    assert first["kept_groups_frac"] == pytest.approx(0.4)  # 1.6 samples per prompt / 4 per group
     assert first["tokens_per_s"] == pytest.approx(64 * 100 / 8.0)  # samples x mean length / step time
     assert (first["step_time_s"], first["weight_mean"], first["ppo_clip_ratio"]) == pytest.approx(
         (8.0, 1.05, 0.02)

@@ -11,12 +11,21 @@ pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (in
 
 import torch  # noqa: E402
 
-from fipo_bench.algorithms import get_algorithm  # noqa: E402
+from fipo_bench import registry  # noqa: E402
+from fipo_bench.algorithms import get_algorithm, list_algorithms  # noqa: E402
 from fipo_bench.backends.openrlhf import plugin, translate  # noqa: E402
 from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
 from fipo_bench.config import RunConfig  # noqa: E402
 
 OVERRIDES = {"dapo": {"overlong_buffer": 4}, "fipo": {"overlong_buffer": 4}}
+# The built-in algorithms but the fipo-7b variant (other test modules register their own into the registry).
+ALL = [
+    name
+    for name in list_algorithms()
+    if registry.algorithm_class(name).__module__.startswith("fipo_bench.") and name != "fipo-7b"
+]
+# Clip-Cov and KL-Cov pick their tokens within each call, as in verl: per micro-batch, not per batch.
+PER_TOKEN_SELECTION = {"clip-cov", "kl-cov"}
 CONFIG = RunConfig(
     run_name="t",
     algos=("grpo", "dapo", "fipo"),
@@ -123,7 +132,7 @@ class FakeActor:
         return self.logp, SimpleNamespace(entropy=torch.zeros_like(self.logp), aux_loss=None)
 
 
-@pytest.mark.parametrize("name", ["grpo", "dapo", "fipo"])
+@pytest.mark.parametrize("name", ALL)
 def test_training_step_loss_and_gradient_equal_the_registry(name, openrlhf_with, monkeypatch):
     """One micro-batch through OpenRLHF's real training_step (fake model returning our logp): the loss it
     backpropagates and its gradient equal alg.policy_loss; GRPO's KL is counted once, not twice."""
@@ -155,11 +164,11 @@ def test_training_step_loss_and_gradient_equal_the_registry(name, openrlhf_with,
     loss.backward()
     expected.backward()
     torch.testing.assert_close(leaf.grad, expected_leaf.grad)
-    for key in ("clip_frac_high", "clip_frac_low", "ppo_kl", *(("weight_mean",) if name == "fipo" else ())):
+    for key in metrics:
         assert status["metrics"][key].item() == pytest.approx(metrics[key], abs=1e-6)
 
 
-@pytest.mark.parametrize("name", ["grpo", "dapo", "fipo"])
+@pytest.mark.parametrize("name", [name for name in ALL if name not in PER_TOKEN_SELECTION])
 def test_global_token_normalisation_over_dp_ranks_and_accumulation(name, openrlhf_with, monkeypatch):
     """OpenRLHF normalises by the optimizer step's global token (or sequence) count, _optimizer_step_loss_norm
     over all micro-batches, times dp_size; DeepSpeed then averages gradients over ranks and scales each
@@ -213,7 +222,7 @@ def experiences_for(modules, rewards, lengths, n, sizes, seed=0):
     for size in sizes:
         idx = order[start : start + size]
         start += size
-        mask = torch.arange(int(max(lengths)))[None, :] < lengths[idx][:, None]
+        mask = torch.arange(int(max(lengths[idx])))[None, :] < lengths[idx][:, None]  # its own width
         experiences.append(
             Experience(
                 index=idx,
@@ -227,7 +236,7 @@ def experiences_for(modules, rewards, lengths, n, sizes, seed=0):
     return experiences
 
 
-@pytest.mark.parametrize("name", ["grpo", "dapo", "fipo"])
+@pytest.mark.parametrize("name", ALL)
 def test_patched_advantages_on_openrlhf_experiences_equal_ours(name, openrlhf_with):
     alg, args, modules = openrlhf_with(name)
     n = args.rollout.n_samples_per_prompt
@@ -238,18 +247,36 @@ def test_patched_advantages_on_openrlhf_experiences_equal_ours(name, openrlhf_wi
     out = modules.experience_maker.RemoteExperienceMaker.compute_advantages_and_returns(maker, experiences)
 
     shaped = alg.shape_rewards(rewards, lengths, CONFIG.max_response_length)
-    expected = alg.advantages(shaped, torch.arange(16) // n)  # [16], in rollout order
+    mask = torch.arange(12)[None, :] < lengths[:, None]  # [16, 12] in rollout order
+    expected = alg.advantages(shaped, torch.arange(16) // n, mask=mask)  # [16] or [16, 12]
     for e in out:
-        torch.testing.assert_close(e.advantages, expected[e.index][:, None] * e.action_mask)
+        width = e.action_mask.shape[1]
+        mine = expected[e.index][:, :width] if expected.dim() == 2 else expected[e.index][:, None]
+        torch.testing.assert_close(e.advantages, mine * e.action_mask)
         torch.testing.assert_close(e.rewards, shaped[e.index])
-    if name != "grpo":  # the overlong penalty did act: 12 = max length -> -1
+    if name in OVERRIDES:  # the overlong penalty did act: 12 = max length -> -1
         assert shaped[1].item() == pytest.approx(-2.0)
 
 
-def test_group_ids_and_overlong_flags_agree_with_openrlhfs_own_computation(openrlhf_with):
-    """Cross-check of the translation: OpenRLHF's native group_norm (its own grouping of experience.index)
-    with our DAPO flags (its own overlong penalty) gives our DAPO advantages, up to its std epsilon."""
-    alg, args, modules = openrlhf_with("dapo")
+# Ours -> OpenRLHF's own estimator of the same name (OpenRLHF is the REINFORCE++ authors' code).
+NATIVE = {
+    "dapo": ("group_norm", {}),
+    "dr-grpo": ("dr_grpo", {}),
+    "rloo": ("rloo", {}),
+    "reinforce++-baseline": ("reinforce_baseline", {}),
+    "reinforce++": ("reinforce", {}),
+    "reinforce++ gamma 0.9": ("reinforce", {"gamma": 0.9}),
+}
+
+
+@pytest.mark.parametrize("case", list(NATIVE))
+def test_group_ids_and_overlong_flags_agree_with_openrlhfs_own_computation(case, openrlhf_with):
+    """Cross-check of the translation and of the estimators: OpenRLHF's native estimators (its own grouping
+    of experience.index; for DAPO its own overlong penalty) give our advantages, up to its std epsilon."""
+    estimator, overrides = NATIVE[case]
+    alg, args, modules = openrlhf_with(case.split()[0])
+    alg = get_algorithm(alg.name, **{**OVERRIDES.get(alg.name, {}), **overrides})
+    args.algo.advantage.gamma = overrides.get("gamma", 1.0)
     native = modules.experience_maker.RemoteExperienceMaker.__dict__["compute_advantages_and_returns"]
     rewards = torch.tensor([1.0, -1, -1, 1, -1, -1, 1, -1, 1, 1, -1, 1, -1, 1, 1, 1])
     lengths = torch.tensor([3, 12, 9, 10, 11, 12, 2, 5, 12, 8, 9, 1, 4, 10, 12, 7])
@@ -266,18 +293,20 @@ def test_group_ids_and_overlong_flags_agree_with_openrlhfs_own_computation(openr
     import sys
 
     del sys.modules["openrlhf.trainer.ppo_utils.experience_maker"]
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, plugin._PatchOnImport)]
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, plugin.PatchOnImport)]
     unpatched = importlib.import_module("openrlhf.trainer.ppo_utils.experience_maker")
     assert unpatched.RemoteExperienceMaker.compute_advantages_and_returns is not native
     maker = unpatched.RemoteExperienceMaker.__new__(unpatched.RemoteExperienceMaker)
-    maker.strategy, maker.args, maker.advantage_estimator = SimpleNamespace(args=args), args, "group_norm"
+    maker.strategy, maker.args, maker.advantage_estimator = SimpleNamespace(args=args), args, estimator
+    args.algo.advantage.estimator = estimator
     maker.kl_ctl = SimpleNamespace(value=0.0)
     theirs = maker.compute_advantages_and_returns(
         experiences_for(modules, rewards, lengths, 4, sizes=[8, 8], seed=1)
     )
     for a, b in zip(registry, theirs, strict=True):
         torch.testing.assert_close(a.rewards, b.rewards)  # overlong penalty: same formula, same flags
-        torch.testing.assert_close(a.advantages, b.advantages, rtol=1e-5, atol=1e-5)
+        # OpenRLHF's whitened advantages are not zeroed on padding (its loss masks them)
+        torch.testing.assert_close(a.advantages, b.advantages * a.action_mask, rtol=1e-5, atol=1e-5)
 
 
 class FakeRay:
@@ -324,6 +353,34 @@ def test_prompt_cap_and_step_cap(openrlhf_with, monkeypatch):
     assert steps == [4 * n] * CONFIG.num_steps + [0, 0]
 
 
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_a_capped_short_batch_trains_on_one_rank_and_stops_the_job_on_several(gpus, openrlhf_with,
+                                                                             monkeypatch):
+    """After the cap, the step trains on what it kept with one data-parallel rank (ppo_actor's patch
+    makes that one optimizer step); with more, OpenRLHF would split it unevenly over the ranks, whose
+    collectives then no longer pair up, so the job stops with a message instead."""
+    alg, args, modules = openrlhf_with("dapo")
+    args.actor.num_gpus_per_node = gpus
+    sg = modules.samples_generator
+    monkeypatch.setattr(sg, "ray", FakeRay)
+    prompts = iter([(None, [f"p{i}"], [str(i)], [None]) for i in range(1000)])
+    generator = sg.SamplesGenerator.__new__(sg.SamplesGenerator)
+    generator.args = args
+    n = args.rollout.n_samples_per_prompt
+    generator._dispatch_prompts_to_vllm = lambda ps, labels, images=None, **kw: [
+        [{"p": p, "mixed": p == "p0"}] * n for p in ps  # only the first prompt's group passes the filter
+    ]
+    generator._process_response_into_experience = lambda response, **kw: SimpleNamespace(
+        scores=torch.tensor([0.5 if response["mixed"] else 1.0])
+    )
+    if gpus == 1:
+        accepted, consumed, _ = generator._generate_vllm(prompts, 4, True)
+        assert (len(accepted), consumed) == (n, 4 * CONFIG.max_gen_batches)
+    else:
+        with pytest.raises(RuntimeError, match=rf"kept {n} of {4 * n} samples .* 2 data-parallel ranks"):
+            generator._generate_vllm(prompts, 4, True)
+
+
 def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_path):
     """A local Ray cluster started as the driver starts it: the hook runs in the worker processes; a
     worker that imports only the vLLM side of OpenRLHF stays unpatched and never loads deepspeed."""
@@ -343,7 +400,7 @@ def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_pa
         with stubbed_gpu_modules():
             import openrlhf.trainer.ray.vllm_engine  # noqa: F401  (what an engine process imports)
 
-            hooked = any(type(finder).__name__ == "_PatchOnImport" for finder in sys.meta_path)
+            hooked = any(type(finder).__name__ == "PatchOnImport" for finder in sys.meta_path)
             return os.getpid(), hooked, patch_report(), "deepspeed" in sys.modules
 
     def trainer_side():
@@ -362,7 +419,8 @@ def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_pa
                 maker.RemoteExperienceMaker.compute_advantages_and_returns.__module__,
             )
 
-    ray.init(num_cpus=1, include_dashboard=False, runtime_env={**runtime_env(env)}, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, runtime_env={**runtime_env(env)},
+             log_to_driver=False)
     try:
         pid, hooked, report, deepspeed_loaded = ray.get(ray.remote(vllm_side).remote())
         assert pid != os.getpid() and hooked and not any(report.values()) and not deepspeed_loaded

@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (installed by .ci/run)")
 
-from fipo_bench.algorithms import get_algorithm  # noqa: E402
+from fipo_bench import registry  # noqa: E402
+from fipo_bench.algorithms import get_algorithm, list_algorithms  # noqa: E402
 from fipo_bench.backends.openrlhf import translate  # noqa: E402
 from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
 from fipo_bench.config import RunConfig  # noqa: E402
@@ -121,11 +122,36 @@ def test_plugin_environment_rebuilds_the_same_algorithm():
     assert env[translate.ENV_MAX_STEPS] == "20" and env[translate.ENV_MAX_GEN_BATCHES] == "4"
 
 
+ZOO = [  # the built-in algorithms beyond the first three (other test modules register their own)
+    name
+    for name in list_algorithms()
+    if registry.algorithm_class(name).__module__.startswith("fipo_bench.")
+    and name not in ("grpo", "dapo", "fipo", "fipo-7b")
+]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_every_zoo_algorithm_translates(name, tmp_path, parse):
+    """Every flag parses; the loss flags mirror the algorithm where it has them (the plugin replaces the
+    loss and checks they arrive unchanged), the token-sum modes run as seq-mean-token-mean (the plugin
+    rescales them), and no reference model is built (none of their recipes has a KL loss)."""
+    config = CONFIG.replace(algos=(name,), algo_overrides={})
+    alg, argv = argv_for(name, tmp_path, config)
+    args = parse(argv)
+    hp = alg.hyperparameters()
+    assert args.algo.advantage.estimator == "group_norm" and args.actor.policy_loss_type == "ppo"
+    expected_agg = "token-mean" if hp["loss_agg"] == "token-mean" else "seq-mean-token-mean"
+    assert args.actor.loss_agg_mode == expected_agg
+    if "clip_low" in hp:
+        assert list(args.actor.eps_clip_low_high) == [hp["clip_low"], hp["clip_high"]]
+    else:
+        assert "--actor.eps_clip_low_high" not in argv
+    assert args.actor.dual_clip == hp.get("dual_clip")
+    assert (args.algo.kl.use_loss, args.algo.kl.init_coef) == (False, 0.0)
+    assert args.algo.dynamic_filtering_enable == hp["dynamic_sampling"]
+
+
 def test_what_openrlhf_cannot_express_is_an_error_naming_it(tmp_path):
-    with pytest.raises(translate.UnsupportedOption, match="loss_agg"):
-        argv_for(
-            "grpo", tmp_path, CONFIG.replace(algo_overrides={"grpo": {"loss_agg": "seq-mean-token-sum"}})
-        )
     with pytest.raises(translate.UnsupportedOption, match="dtype"):
         argv_for("dapo", tmp_path, CONFIG.replace(dtype="float32"))
     with pytest.raises(translate.UnsupportedOption, match="recompute_old_logp"):
@@ -194,3 +220,123 @@ print("HEAVY", sorted(m for m in ("ray", "openrlhf", "deepspeed", "vllm") if m i
     assert sum("--algo.kl.use_loss" in c for c in commands) == 2  # grpo only
     assert "export FIPO_BENCH_ALGO=fipo" in out and "worker_process_setup_hook" in out
     assert "--train.seed 1" in commands[-1] and not (tmp_path / "dry").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize(
+    ("name", "layout", "gpus"),
+    [
+        ("grpo", LAYOUT, 4),  # colocated: every model and engine on the actor's 4 GPUs
+        ("grpo", translate.Layout(gpus_per_node=2, vllm_engines=2, colocate=False), 6),  # actor, ref, vLLM
+        ("dapo", translate.Layout(gpus_per_node=2, vllm_engines=3, vllm_tensor_parallel=2), 8),  # no ref
+    ],
+)
+def test_gpus_needed_follows_openrlhfs_placement(name, layout, gpus, tmp_path, parse):
+    from fipo_bench.backends.openrlhf.driver import check_cluster, gpus_needed
+
+    args = parse(argv_for(name, tmp_path, layout=layout)[1])
+    assert gpus_needed(args) == gpus
+    check_cluster(args, {"GPU": gpus, "CPU": gpus + 1})  # enough: no error
+    with pytest.raises(SystemExit, match=rf"^error: this job needs {gpus} GPUs .* the cluster has 1 GPUs"):
+        check_cluster(args, {"GPU": 1, "CPU": 64})
+
+
+def test_colocating_needs_matching_gpu_counts():
+    assert not translate.Layout(gpus_per_node=2, vllm_engines=2, colocate=False).colocated
+    with pytest.raises(translate.UnsupportedOption, match="FIPO_BENCH_OPENRLHF_COLOCATE=1"):
+        translate.Layout(gpus_per_node=2, vllm_engines=1, colocate=True)
+    with pytest.raises(translate.UnsupportedOption, match="expected 0 or 1"):
+        translate.Layout.from_env({"FIPO_BENCH_OPENRLHF_COLOCATE": "yes"})
+
+
+def test_driver_stops_at_once_when_the_cluster_lacks_gpus(tmp_path):
+    """Without the check OpenRLHF waits forever in pg.ready() (openrlhf/trainer/ray/launcher.py:252).
+    The real driver, a real local Ray head with no GPUs: it exits with the numbers."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    alg, argv = argv_for("dapo", tmp_path, layout=translate.Layout(gpus_per_node=2, vllm_engines=2))
+    support = Path(__file__).resolve().parent / "support"  # the flash_attn stand-in OpenRLHF imports
+    ray_tmp = tempfile.mkdtemp(prefix="fb-ray-", dir="/tmp")  # short: Ray's socket paths fit in 107 bytes
+    env = {**os.environ, "PYTHONPATH": str(support), "RAY_TMPDIR": ray_tmp,
+           "RAY_OVERRIDE_RESOURCES": '{"CPU": 2, "GPU": 0}', "RAY_enable_worker_prestart": "0",
+           **translate.plugin_env(CONFIG, alg)}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "fipo_bench.backends.openrlhf.driver", "--", *argv],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: this job needs 2 GPUs and 3 CPUs in Ray") and "has 0 GPUs" in last, last
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["dapo.overlong_buffer=20"], "dapo.overlong_buffer = 20 must be smaller than the maximum response"),
+        (["dapo.overlong_buffer=-1"], "overlong_buffer: expected None or a positive number"),
+        (["dapo.no_such_field=1"], "no_such_field"),
+        (["max_prompt_length=250"], "exceeds the model's 256 positions"),
+        (["tiny_recipe.no_such_field=1"], "config field 'tiny_task' / 'tiny_recipe'"),
+    ],
+)
+def test_dry_run_makes_the_real_runs_checks_and_reports_one_error_line(sets, expected, tmp_path):
+    """What failed ~30 s into the OpenRLHF job (PPOTrainer's overlong check), or printed a traceback, is
+    one `error:` line from the dry run, with exit status 2, and nothing written."""
+    from typer.testing import CliRunner
+
+    from fipo_bench.cli import app
+
+    sets = ["max_response_length=20", "recompute_old_logp=true", *sets]
+    argv = ["run", "--backend", "openrlhf", "--algos", "dapo", "--device", "cuda", "--dry-run",
+            "--output-dir", str(tmp_path), *[a for s in sets for a in ("--set", s)]]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("error: ") and expected in " ".join(result.output.split()), result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_readme_openrlhf_dry_run_works_offline_on_a_local_file(tmp_path):
+    """README's OpenRLHF dry-run example, as written (its training set a local file), offline; and the
+    same example with the preset's Hub dataset while offline is one error line saying to pass a file."""
+    import os
+    import shlex
+    from pathlib import Path
+
+    from fipo_bench.io import write_jsonl
+
+    repo = Path(__file__).resolve().parents[1]
+    lines = (repo / "README.md").read_text().replace("\\\n", " ").splitlines()
+    (command,) = [line for line in lines if line.startswith("fipo-bench run --backend openrlhf --preset")
+                  and "--dry-run" in line]
+    argv = shlex.split(command, comments=True)
+    at = next(i for i, a in enumerate(argv) if a.startswith("data_dir="))
+    if not (repo / argv[at].removeprefix("data_dir=")).is_dir():  # a fresh clone: a copy of the same format
+        rows = [{"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\\n#### {i + 1}"}
+                for i in range(600)]
+        write_jsonl(tmp_path / "gsm8k_test.jsonl", rows)
+        argv[at] = f"data_dir={tmp_path}"
+    env = {k: v for k, v in os.environ.items() if k != "FIPO_BENCH_DATA"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+
+    def run(args):
+        return subprocess.run(
+            [sys.executable, "-m", "fipo_bench.cli", *args[1:], "--output-dir", str(tmp_path / "results")],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+        )
+
+    result = run(argv)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("-m fipo_bench.backends.openrlhf.driver") == 3  # grpo, dapo, fipo
+    hub = argv[: argv.index("--dataset")] + argv[at + 1 :]  # no --dataset gsm8k --set data_dir=...
+    result = run(hub)  # the preset's own training set: DAPO-Math-17k from the Hub
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert output.lstrip().startswith("error: config field 'dataset'"), output
+    assert "--dataset FILE" in " ".join(output.split()), output

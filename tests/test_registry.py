@@ -66,7 +66,8 @@ def test_fipo_7b_variant_is_fipo_with_the_7b_settings():
 
 def test_unknown_name_lists_known_ones_and_suggests_close_ones():
     with pytest.raises(
-        KeyError, match=r"unknown algorithm 'fpio'\. Did you mean 'fipo'.*Known algorithms: dapo, fipo"
+        KeyError,
+        match=r"unknown algorithm 'fpio'\. Did you mean 'fipo'.*Known algorithms: .*dapo, dr-grpo, fipo",
     ):
         get_algorithm("fpio")
     assert get_algorithm(" FIPO ").name == "fipo"
@@ -166,7 +167,10 @@ def test_algos_command_shows_every_hyperparameter_default_and_meaning():
     assert "32.0" in result.output and "Half-life tau of the Future-KL discount" in result.output
     everything = _run_algos_command()
     assert everything.exit_code == 0
-    assert all(name in everything.output for name in ("grpo", "dapo", "fipo-7b"))
+    assert all(name in everything.output for name in list_algorithms())
+    for cls in map(registry.algorithm_class, list_algorithms()):  # every built-in with its paper
+        if cls.__module__.startswith("fipo_bench."):
+            assert cls.paper and cls.paper.split("arXiv ")[-1] in everything.output
 
 
 def test_algos_command_unknown_name_is_a_usage_error():

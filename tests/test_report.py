@@ -316,7 +316,7 @@ def test_cli_prints_the_eval_table(demo, tmp_path):
     app = typer.Typer()
     app.command()(report)
     bad = CliRunner().invoke(app, [str(tmp_path / "nowhere")], env={"COLUMNS": "250"})
-    assert bad.exit_code == 1 and "not a directory" in bad.output
+    assert bad.exit_code == 2 and "error: " in bad.output and "not a directory" in bad.output
 
 
 # ----------------------------------------------------------------------------------------------------

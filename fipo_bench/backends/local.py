@@ -8,7 +8,7 @@ One training step:
      length limit is not correct); with `alg.dynamic_sampling`, groups failing `alg.keep_group` on
      correctness are dropped and more batches are generated until B groups are kept (at most
      `max_gen_batches`; then it trains on what it kept);
-  3. `alg.shape_rewards` (overlong shaping), `alg.advantages`;
+  3. `alg.shape_rewards` (overlong shaping), `alg.advantages` (with the response mask);
   4. B / mini_batch_size AdamW updates of `alg.policy_loss`, each over one mini-batch of groups (so
      off-policy weights like FIPO's act from the second update on), with grad clipping; a frozen
      reference model is loaded only when `alg.needs_reference`. The learning-rate schedule (linear
@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from fipo_bench import models
 from fipo_bench.results import TRAINER_STATE
 from fipo_bench.sampling import Samples, left_pad, sample
 from fipo_bench.tasks import TaskData
@@ -147,16 +148,23 @@ class Rollout:
     response_ids: torch.Tensor  # [N, R]
     mask: torch.Tensor  # [N, R] float32
     old_logp: torch.Tensor  # [N, R]
-    advantages: torch.Tensor  # [N]
+    advantages: torch.Tensor  # [N], or [N, R] per token
     group_ids: torch.Tensor  # [N]
+    # [N] bool, or None: rows whose old_logp the first update takes from its own forward (not in old_logp)
+    old_logp_from_update: torch.Tensor | None = None
 
     def rows(self, index: torch.Tensor) -> Rollout:
         """A sub-batch, trimmed to its own longest prompt and response."""
         prompt_mask, mask = self.prompt_mask[index], self.mask[index]
         p0 = int((prompt_mask.sum(0) > 0).nonzero().min()) if prompt_mask.numel() else 0
         r1 = int(mask.sum(1).max()) if mask.numel() else 0
+        advantages = self.advantages[index]
+        if advantages.dim() == 2:
+            advantages = advantages[:, :r1]
+        from_update = None if self.old_logp_from_update is None else self.old_logp_from_update[index]
         return Rollout(self.prompt_ids[index, p0:], prompt_mask[:, p0:], self.response_ids[index, :r1],
-                       mask[:, :r1], self.old_logp[index, :r1], self.advantages[index], self.group_ids[index])
+                       mask[:, :r1], self.old_logp[index, :r1], advantages, self.group_ids[index],
+                       from_update)
 
 
 def _stack_right(rows: Sequence[torch.Tensor], fill: float) -> torch.Tensor:
@@ -192,23 +200,18 @@ class LocalTrainer:
 
     def __init__(self, cfg, alg, seed: int, base_checkpoint: str | Path, task: TaskData, *,
                  resume_from: Path | None = None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.cfg, self.alg, self.seed, self.task = cfg, alg, seed, task
         self.device = resolve_device(cfg.device)
         self.autocast_dtype = resolve_autocast(cfg.dtype, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(base_checkpoint))
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.eos_id, self.pad_id = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        if self.eos_id is None:
-            raise ValueError(f"{base_checkpoint}: the tokenizer has no eos_token (needed to end responses)")
+        self.tokenizer = models.load_tokenizer(str(base_checkpoint))
         source = resume_from if resume_from is not None else Path(base_checkpoint)
-        self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32).to(self.device)
+        self.model = models.load_model(str(source)).to(self.device)
         self.model.train()  # no dropout in the supported models; train mode only affects such layers
+        self.eos_ids = models.stop_token_ids(self.tokenizer, self.model.generation_config)
+        self.pad_id = self.tokenizer.pad_token_id
         self.reference = None
         if alg.needs_reference:
-            self.reference = AutoModelForCausalLM.from_pretrained(str(base_checkpoint), dtype=torch.float32)
+            self.reference = models.load_model(str(base_checkpoint))
             self.reference.to(self.device).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup = cfg.warmup_steps
@@ -231,7 +234,7 @@ class LocalTrainer:
     def encode_prompt(self, problem_text: str) -> list[int]:
         ids = self._prompt_cache.get(problem_text)
         if ids is None:
-            ids = self.tokenizer(self.task.prompt_text(problem_text), add_special_tokens=False)["input_ids"]
+            ids = models.encode_prompt(self.tokenizer, self.task.prompt_text(problem_text))
             if len(self._prompt_cache) < 200_000:
                 self._prompt_cache[problem_text] = ids
         return ids
@@ -243,7 +246,7 @@ class LocalTrainer:
         parts, texts = [], []
         for start in range(0, len(prompts), chunk):
             s = sample(self.model, prompts[start:start + chunk], max_new_tokens=max_new_tokens,
-                       eos_token_id=self.eos_id, pad_token_id=self.pad_id, temperature=temperature,
+                       eos_token_id=self.eos_ids, pad_token_id=self.pad_id, temperature=temperature,
                        top_p=top_p, generator=generator, autocast_dtype=self.autocast_dtype)
             ends = s.lengths - s.finished.long()  # drop the EOS token from the text
             rows = s.tokens.tolist()
@@ -338,33 +341,56 @@ class LocalTrainer:
         group_ids = torch.arange(len(kept)).repeat_interleave(n)
         raw = torch.where(correct, REWARD_CORRECT, REWARD_INCORRECT)
         rewards = alg.shape_rewards(raw, lengths, cfg.max_response_length)
-        advantages = alg.advantages(rewards, group_ids)
+        mask = _stack_right([k["mask"] for k in kept], 0.0)
+        advantages = alg.advantages(rewards, group_ids, mask=mask.to(rewards.device))
         rollout = Rollout(
             prompt_ids=_stack_left([k["prompt_ids"] for k in kept], self.pad_id),
             prompt_mask=_stack_left([k["prompt_mask"] for k in kept], 0),
             response_ids=_stack_right([k["response_ids"] for k in kept], self.pad_id),
-            mask=_stack_right([k["mask"] for k in kept], 0.0),
+            mask=mask,
             old_logp=_stack_right([k["logp"] for k in kept], 0.0),
             advantages=advantages.to(self.device), group_ids=group_ids.to(self.device),
         )
         if cfg.recompute_old_logp:
-            rollout.old_logp = self._forward_logp(self.model, rollout)
+            self._recompute_old_logp(rollout)
         return rollout
 
+    def _recompute_old_logp(self, rollout: Rollout) -> None:
+        """old_logp := the current policy's log-probs, before this step's first update.
+
+        The first update's rows (the first mini-batch, as `_update` orders them) take them from that
+        update's own forward pass, detached: the policy has not moved yet, so they are these log-probs
+        (exactly: the ratio there is 1, as TRL and verl do when every update is on-policy). Only the later
+        updates' rows need the no-grad pass.
+        """
+        rows = torch.arange(len(rollout.advantages), device=self.device)
+        first = rows < self.cfg.mini_batch_size * self.cfg.samples_per_prompt
+        rollout.old_logp = self._forward_logp(self.model, rollout, rows[~first])
+        rollout.old_logp_from_update = first
+
     @torch.no_grad()
-    def _forward_logp(self, model, rollout: Rollout) -> torch.Tensor:
+    def _forward_logp(self, model, rollout: Rollout, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """response_logp of `rows` (default all) without gradient, through the training pass's own path
+        (length sort, micro-batches, buckets): the same numerics, and padding only within a bucket.
+        [N, R], 0 on the other rows."""
         out = torch.zeros_like(rollout.old_logp)
-        for index in self._micro_batches(torch.arange(len(rollout.advantages), device=self.device)):
-            part = rollout.rows(index)
+        if rows is None:
+            rows = torch.arange(len(rollout.advantages), device=self.device)
+        for micro in self._length_sorted_micro_batches(rollout, rows):
+            part = rollout.rows(micro)
             with self._autocast():
-                logp = response_logp(model, part.prompt_ids, part.prompt_mask, part.response_ids, part.mask,
-                                     self.cfg.temperature)
-            out[index, :logp.shape[1]] = logp.float()
+                logp = self._bucketed_logp(model, part)
+            out[micro, :logp.shape[1]] = logp.float()
         return out
 
     def _micro_batches(self, rows: torch.Tensor) -> list[torch.Tensor]:
-        size = self.cfg.micro_batch_size or len(rows)
+        size = self.cfg.micro_batch_size or max(1, len(rows))
         return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+    def _length_sorted_micro_batches(self, rollout: Rollout, rows: torch.Tensor) -> list[torch.Tensor]:
+        """`rows` sorted by prompt + response length, in micro-batches: each forward pass then pads little."""
+        lengths = rollout.mask[rows].sum(1) + rollout.prompt_mask[rows].sum(1)
+        return self._micro_batches(rows[torch.sort(lengths, stable=True).indices])
 
     def _update(self, rollout: Rollout) -> dict[str, Any]:
         """The mini-batch updates of one step; returns the loss, grad norm and the algorithm's metrics."""
@@ -400,11 +426,9 @@ class LocalTrainer:
         verl; with micro_batch_size 0 there is one micro-batch and nothing is approximated.
         """
         alg = self.alg
-        lengths = rollout.mask[mini].sum(1) + rollout.prompt_mask[mini].sum(1)
-        mini = mini[torch.sort(lengths, stable=True).indices]
         mini_tokens = rollout.mask[mini].sum().clamp(min=1)
         loss_total = 0.0
-        for micro in self._micro_batches(mini):
+        for micro in self._length_sorted_micro_batches(rollout, mini):
             part = rollout.rows(micro)
             with self._autocast():
                 logp = self._bucketed_logp(self.model, part)
@@ -412,7 +436,10 @@ class LocalTrainer:
                 if self.reference is not None:
                     with torch.no_grad():
                         ref_logp = self._bucketed_logp(self.reference, part)
-            loss, loss_metrics = alg.policy_loss(logp, part.old_logp, part.advantages, part.mask, ref_logp)
+            old_logp = part.old_logp
+            if part.old_logp_from_update is not None:
+                old_logp = torch.where(part.old_logp_from_update[:, None], logp.detach(), old_logp)
+            loss, loss_metrics = alg.policy_loss(logp, old_logp, part.advantages, part.mask, ref_logp)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss {float(loss.detach())}")
             if alg.loss_agg == "token-mean":

@@ -1,4 +1,5 @@
-"""`fipo-bench algos [NAME]`: the registered algorithms, each hyperparameter with its default and meaning."""
+"""`fipo-bench algos [NAME]`: the registered algorithms with their papers, each hyperparameter with its
+default and meaning."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from fipo_bench.commands.errors import fail
 
 
 def algos(
@@ -19,18 +22,36 @@ def algos(
     try:
         names = [algorithm_class(name).name] if name is not None else list_algorithms()
     except KeyError as error:
-        raise typer.BadParameter(error.args[0], param_hint="NAME") from None
+        fail(error.args[0])
     console = Console()
+    if name is None:
+        console.print(overview_table({n: algorithm_class(n) for n in names}))
     for algorithm_name in names:
         console.print(hyperparameter_table(algorithm_name, algorithm_class(algorithm_name)))
+
+
+def overview_table(classes: dict[str, type]) -> Table:
+    """One row per algorithm: its name, what it is (the class summary) and its paper."""
+    table = Table(title="[bold]registered algorithms[/bold]", title_justify="left")
+    table.add_column("algorithm", style="cyan", no_wrap=True)
+    table.add_column("what")
+    table.add_column("paper", style="dim")
+    for name, cls in classes.items():
+        table.add_row(name, _summary(cls), getattr(cls, "paper", "") or "-")
+    return table
+
+
+def _summary(cls: type) -> str:
+    return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
 
 def hyperparameter_table(name: str, cls: type) -> Table:
     """Every init field of the dataclass `cls`: name, default, meaning and source (from its doc)."""
     import dataclasses
 
-    summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-    table = Table(title=f"[bold]{name}[/bold]  {summary}", title_justify="left", show_lines=False)
+    paper = getattr(cls, "paper", "")
+    title = f"[bold]{name}[/bold]  {_summary(cls)}" + (f"  [dim]({paper})[/dim]" if paper else "")
+    table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("hyperparameter", style="cyan", no_wrap=True)
     table.add_column("default", style="green", no_wrap=True)
     table.add_column("meaning")

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fipo_bench.commands.errors import fail
+
 console = Console()
 
 
@@ -39,17 +41,47 @@ def _summary_table(summary: dict, title: str) -> Table:
     return table
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=1)
+def default_out_dir(checkpoint: str, dataset: str) -> Path:
+    """results/eval/<the checkpoint's whole path>/<dataset>, so that step-60 of two runs never share a
+    directory: a local path relative to the working directory (absolute when outside it), a leading
+    results/ dropped; a Hub id as org/name."""
+    path = Path(checkpoint).expanduser()
+    if path.exists():
+        path = path.resolve()
+        try:
+            parts = path.relative_to(Path.cwd().resolve()).parts
+        except ValueError:
+            parts = path.parts[1:]
+        if parts[:1] == ("results",):
+            parts = parts[1:]
+    else:
+        parts = Path(checkpoint).parts
+    return Path("results", "eval", *parts, dataset)
+
+
+def check_backend(backend: str) -> None:
+    """--backend names a backend that is installed (vLLM is an optional extra)."""
+    import importlib.util
+
+    from fipo_bench.evals.generate import resolve_backend
+
+    if resolve_backend(backend) == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ImportError("--backend vllm: vLLM is not installed (pip install -e '.[vllm]' in the fipo-bench "
+                          "checkout, on a GPU machine); --backend transformers works everywhere")
 
 
 def eval_checkpoint(
-    checkpoint: str = typer.Argument(..., help="Hugging Face model directory (or Hub id)."),
+    checkpoint: str = typer.Argument(
+        ..., help="Hugging Face model directory (e.g. results/RUN/ALGO-seed0/checkpoints/step-60), Hub id, "
+                  "or GGUF file."
+    ),
     dataset: str = typer.Option("aime24", help="aime24, aime25, amc23, math500, gsm8k, or a .jsonl/.parquet"),
     k: int | None = typer.Option(None, help="Samples per problem (preset: dapo 32, greedy 1)."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N problems."),
-    out: Path | None = typer.Option(None, help="Output directory (default: results/eval/MODEL/DATASET)."),
+    out: Path | None = typer.Option(
+        None, help="Output directory (default: results/eval/<checkpoint path>/<dataset>)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an earlier evaluation in the output dir."),
     data_dir: Path | None = typer.Option(
         None, envvar="FIPO_BENCH_DATA", help="Offline directory with the named datasets (aime24.jsonl, ...)."
     ),
@@ -60,36 +92,45 @@ def eval_checkpoint(
     seed: int = typer.Option(0, help="Base seed; every (problem, sample) derives its own."),
     template: str = typer.Option("dapo", help="Prompt template: dapo, boxed, raw."),
     backend: str = typer.Option("auto", help="auto (vLLM on a GPU when installed), vllm or transformers."),
-    batch_size: int = typer.Option(16, help="Sequences per batch (transformers backend)."),
-    timeout: float = typer.Option(5.0, help="Seconds allowed per symbolic answer check."),
+    batch_size: int = typer.Option(16, min=1, help="Sequences per batch (transformers backend)."),
+    timeout: float = typer.Option(5.0, min=0.001, help="Seconds allowed per symbolic answer check."),
 ) -> None:
     """Sample k responses per problem from CHECKPOINT, grade them, write generations.jsonl + summary.json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from fipo_bench.evals.datasets import load_dataset
     from fipo_bench.evals.generate import sampling_config
+    from fipo_bench.evals.io import check_free
+    from fipo_bench.evals.prompts import format_prompt
     from fipo_bench.evals.runner import evaluate_checkpoint, validate_checkpoint
 
+    # Every input is checked before the model loads: a mistake costs seconds, not a sampling run.
     try:
         validate_checkpoint(checkpoint)
         config = sampling_config(
             preset, k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
         )
+        format_prompt("", template)
+        check_backend(backend)
         problems = load_dataset(dataset, data_dir, limit=limit)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        _fail(str(e))
-    dataset_name = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".parquet")) else dataset
-    out_dir = out or Path("results") / "eval" / Path(checkpoint.rstrip("/")).name / dataset_name
+        dataset_name = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".parquet")) else dataset
+        out_dir = out or default_out_dir(checkpoint, dataset_name)
+        check_free(out_dir, force)
+    except (ValueError, OSError, ImportError) as e:
+        fail(e)
     columns = (TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("sampling", total=len(problems) * config.k)
-        _, summary = evaluate_checkpoint(
-            checkpoint, problems, config, dataset=dataset_name, template=template, backend=backend,
-            batch_size=batch_size, timeout=timeout, out_dir=out_dir,
-            on_progress=lambda n: progress.advance(task, n),
-        )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("sampling", total=len(problems) * config.k)
+            _, summary = evaluate_checkpoint(
+                checkpoint, problems, config, dataset=dataset_name, template=template, backend=backend,
+                batch_size=batch_size, timeout=timeout, out_dir=out_dir,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    except OSError as e:  # files and network only (a Hub repo that is not there, a full disk), never a bug
+        fail(e)
     console.print(_summary_table(summary, f"{dataset_name}: {checkpoint}"))
-    console.print(f"wrote {out_dir}/generations.jsonl and summary.json")
+    console.print(f"wrote {out_dir}/generations.jsonl and summary.json", markup=False)
 
 
 def score(
@@ -97,23 +138,26 @@ def score(
     dataset: str | None = typer.Option(None, help="Dataset the problem ids refer to (gold answers)."),
     data_dir: Path | None = typer.Option(None, envvar="FIPO_BENCH_DATA", help="Offline dataset directory."),
     out: Path | None = typer.Option(None, help="Also write graded generations.jsonl + summary.json here."),
-    timeout: float = typer.Option(5.0, help="Seconds allowed per symbolic answer check."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an earlier evaluation in --out."),
+    timeout: float = typer.Option(5.0, min=0.001, help="Seconds allowed per symbolic answer check."),
 ) -> None:
     """Grade generations made by any tool and print (and with --out, write) the evaluation summary."""
-    from fipo_bench.evals.io import write_eval_dir
+    from fipo_bench.evals.io import check_free, write_eval_dir
     from fipo_bench.evals.runner import score_generations
     from fipo_bench.io import iter_jsonl
 
     try:
         if not generations.is_file():
             raise FileNotFoundError(f"{generations}: no such file")
+        if out is not None:
+            check_free(out, force)
         rows = list(iter_jsonl(generations))
         graded, summary = score_generations(
             rows, source=str(generations), dataset=dataset, data_dir=data_dir, timeout=timeout
         )
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        _fail(str(e))
+    except (ValueError, OSError, ImportError) as e:
+        fail(e)
     console.print(_summary_table(summary, f"scored {generations}"))
     if out is not None:
         write_eval_dir(out, graded, summary)
-        console.print(f"wrote {out}/generations.jsonl and summary.json")
+        console.print(f"wrote {out}/generations.jsonl and summary.json", markup=False)

@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
+
+from fipo_bench.commands.errors import fail
 
 
 def report(
@@ -21,9 +24,8 @@ def report(
     try:
         rep = build_report(results_dir, baseline)
         out_dir = write_report_files(rep, out if out is not None else results_dir / "report")
-    except (ValueError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(1) from None
+    except (ValueError, OSError) as e:
+        fail(e)
     for table in all_tables(rep):
         rich_table = RichTable(title=table.title, caption=table.caption, caption_justify="left")
         for i, column in enumerate(table.columns):
@@ -32,5 +34,5 @@ def report(
             rich_table.add_row(*row)
         console.print(rich_table)
     for note in rep.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        console.print(Text.assemble(("note:", "yellow"), " ", note))
     console.print(f"report written to {out_dir / 'report.html'}", highlight=False)

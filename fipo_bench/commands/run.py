@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from fipo_bench.commands.errors import fail
 from fipo_bench.runner import Reporter
 
 console = Console(stderr=True)
@@ -225,18 +226,17 @@ def summary_table(results) -> Table:
     return table
 
 
-def _error(text: str, code: int = 2) -> typer.Exit:
-    console.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def run(
     algos: str = typer.Option(None, "--algos", help="Comma-separated names (default grpo,dapo,fipo)."),
     preset: str = typer.Option("tiny", "--preset", help="Named config (fipo_bench.presets)."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
     backend: str = typer.Option(None, "--backend", help="local | openrlhf"),
-    model: str = typer.Option(None, "--model", help="HF model dir or hub id (default: built-in tiny model)."),
-    dataset: str = typer.Option(None, "--dataset", help="Training dataset name or jsonl/parquet file."),
+    model: str = typer.Option(None, "--model", help="HF model dir, hub id or GGUF file (default: "
+                              "built-in tiny model). "
+                              "Needs --dataset; evaluated on aime24 unless --set eval_datasets=..."),
+    dataset: str = typer.Option(None, "--dataset", help="Training dataset (with --model): a name or a file."),
+    data_dir: str = typer.Option(None, "--data-dir", help="Offline copies of named datasets (default "
+                                 "$FIPO_BENCH_DATA, else the Hub)."),
     steps: int = typer.Option(None, "--steps", help="Training steps (overrides the preset)."),
     run_name: str = typer.Option(None, "--run-name", help="Results subdirectory (default: from the config)."),
     output_dir: str = typer.Option(None, "--output-dir", help="Parent of run directories (default results)."),
@@ -261,19 +261,33 @@ def run(
     from fipo_bench.results import RunLockedError
 
     options = {"algos": algos, "seeds": seeds, "backend": backend, "model": model, "dataset": dataset,
-               "num_steps": steps, "run_name": run_name, "output_dir": output_dir, "device": device}
+               "data_dir": data_dir, "num_steps": steps, "run_name": run_name, "output_dir": output_dir,
+               "device": device}
     try:
         cfg = build_config(preset, config_file=config_file, options=options, sets=sets)
     except (ConfigError, ValueError) as e:
-        raise _error(str(e)) from None
+        fail(e)
     if not cfg.run_name:
         cfg = cfg.replace(run_name=cfg.default_run_name())
 
     if cfg.backend == "openrlhf":
         from fipo_bench.backends.openrlhf import launch
 
-        out = launch(cfg, dry_run=dry_run, ray_address=ray_address)
+        try:
+            out = launch(cfg, dry_run=dry_run, ray_address=ray_address)
+        except (ConfigError, RunLockedError) as e:
+            fail(e)
         console.print(f"run directory: {out}", markup=False, soft_wrap=True)
+        if dry_run:
+            return
+        from fipo_bench.io import read_json
+
+        if read_json(out / "run.json")["status"] != "completed":
+            console.print(f"failed runs: see {out}/*/status.json", markup=False, soft_wrap=True)
+            raise typer.Exit(1)
+        from fipo_bench.report import write_report
+
+        console.print(f"report: {write_report(out) / 'report.html'}", markup=False, soft_wrap=True)
         return
 
     from fipo_bench.runner import Execution, MatrixInterrupted, plan_matrix, run_matrix
@@ -284,7 +298,7 @@ def run(
         try:
             plan = plan_matrix(cfg, execution)
         except ConfigError as e:
-            raise _error(str(e)) from None
+            fail(e)
         console.print_json(cfg.to_json())
         for note in plan.notes:
             console.print(f"note: {note}", markup=False, soft_wrap=True)
@@ -299,7 +313,7 @@ def run(
     try:
         root, results = run_matrix(cfg, reporter=reporter, command=command, execution=execution)
     except (ConfigError, RunLockedError) as e:
-        raise _error(str(e)) from None
+        fail(e)
     except MatrixInterrupted as e:
         reporter.close()
         console.print(f"interrupted: {e.root}", markup=False, soft_wrap=True)

@@ -14,21 +14,18 @@ into place, so a killed warm-up never leaves an entry that looks complete.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fipo_bench.io import write_json
+from fipo_bench.io import build_cache_entry, write_json
 from fipo_bench.tiny.task import TinyTask
 
 # Bump when the code changes what a recipe produces (model, tokenizer, training), so stale cache
@@ -110,57 +107,19 @@ def ensure_base_checkpoint(
     cache_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> Path:
-    """Path of the warmed-up base checkpoint for `recipe`, training it first if it is not cached.
-
-    Concurrent callers (several processes of one run) serialise on a lock file, so the warm-up runs
-    once; the entry appears only complete (temporary directory + rename).
-    """
+    """Path of the warmed-up base checkpoint for `recipe`, training it first if it is not cached
+    (once, even for concurrent callers: fipo_bench.io.build_cache_entry)."""
     recipe = recipe or TinyRecipe()
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    name = f"tiny-base-{recipe.hash()}"
-    final = cache_dir / name
-    if _is_complete(final):
-        return final
-    with _locked(cache_dir / f".{name}.lock"):
-        if _is_complete(final):
-            return final
-        # Holding the lock, any temporary directory of this entry is from a killed warm-up.
-        for stale in cache_dir.glob(f".{name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if final.exists():  # incomplete (not written by this code): rebuild it
-            shutil.rmtree(final)
-        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{name}.tmp-"))
-        try:
-            model, tokenizer, stats = warm_up(recipe, progress=progress)
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            write_json(tmp / "recipe.json", {"hash": recipe.hash(), "recipe": recipe.to_dict()})
-            write_json(tmp / "warmup.json", stats)  # written last: marks the directory complete
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return final
 
+    def build(directory: Path) -> None:
+        model, tokenizer, stats = warm_up(recipe, progress=progress)
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        write_json(directory / "recipe.json", {"hash": recipe.hash(), "recipe": recipe.to_dict()})
+        write_json(directory / "warmup.json", stats)  # written last: marks the directory complete
 
-def _is_complete(path: Path) -> bool:
-    return (path / "warmup.json").is_file()
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path):
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks (Windows): single-process use still works
-        yield
-        return
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return build_cache_entry(cache_dir / f"tiny-base-{recipe.hash()}", build, marker="warmup.json")
 
 
 def build_base_model(recipe: TinyRecipe):

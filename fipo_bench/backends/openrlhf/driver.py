@@ -2,16 +2,21 @@
 
     python -m fipo_bench.backends.openrlhf.driver [--ray-address ADDR] -- <openrlhf.cli.train_ppo_ray flags>
 
-It starts Ray (a local head, or joins ADDR) with our `worker_process_setup_hook` and the FIPO_BENCH_*
-variables in the job's runtime_env, then runs OpenRLHF's own command-line entry point in this process;
-OpenRLHF's `train()` finds Ray initialised and keeps our runtime_env. OpenRLHF builds its argument
-parser inside `if __name__ == "__main__":`, so the entry point runs as __main__ through runpy, and
+It checks the flags with OpenRLHF's own parser, starts Ray (a new local head, or joins ADDR) with our
+`worker_process_setup_hook` and the FIPO_BENCH_* variables in the job's runtime_env, checks that the
+cluster has the GPUs the flags ask for (else OpenRLHF waits forever for its placement groups), then
+runs OpenRLHF's own command-line entry point in this process; OpenRLHF's `train()` finds Ray
+initialised and keeps our runtime_env. OpenRLHF builds its argument parser inside
+`if __name__ == "__main__":`, so the entry point runs as __main__ through runpy, and
 `parse_openrlhf_args` reads the parsed and validated arguments the same way, stopping before training.
+$FIPO_BENCH_OPENRLHF_SETUP_HOOK names a hook to run instead of ours (module.function, which must call
+ours): the CPU end-to-end test chains its CUDA stand-ins this way; production never sets it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import runpy
 import sys
@@ -21,6 +26,12 @@ from fipo_bench.backends.openrlhf.translate import OPENRLHF_ENV_DEFAULTS
 
 OPENRLHF_CLI = "openrlhf.cli.train_ppo_ray"
 SETUP_HOOK = "fipo_bench.backends.openrlhf.plugin.setup_worker"
+ENV_SETUP_HOOK = "FIPO_BENCH_OPENRLHF_SETUP_HOOK"
+
+
+def setup_hook(environ: dict[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_SETUP_HOOK) or SETUP_HOOK
 
 
 def runtime_env(environ: dict[str, str] | None = None) -> dict:
@@ -28,7 +39,43 @@ def runtime_env(environ: dict[str, str] | None = None) -> dict:
     environ = os.environ if environ is None else environ
     env_vars = {key: environ.get(key, default) for key, default in OPENRLHF_ENV_DEFAULTS.items()}
     env_vars.update({key: value for key, value in environ.items() if key.startswith("FIPO_BENCH_")})
-    return {"worker_process_setup_hook": SETUP_HOOK, "env_vars": env_vars}
+    return {"worker_process_setup_hook": setup_hook(environ), "env_vars": env_vars}
+
+
+def gpus_needed(args) -> int:
+    """GPUs OpenRLHF 0.11.2's train() reserves for parsed `args` (openrlhf/cli/train_ppo_ray.py): one per
+    rank of each model group and per vLLM engine rank, except that colocated groups share one set."""
+    group = lambda section: section.num_nodes * section.num_gpus_per_node  # noqa: E731
+    actor = group(args.actor)
+    if args.train.colocate_all:
+        return actor  # every model and engine in the actor's placement group
+    ref = 0 if args.algo.kl.init_coef <= 0 or args.train.colocate_actor_ref else group(args.ref)
+    engines = (args.vllm.num_engines or 0) * args.vllm.tensor_parallel_size
+    critic = group(args.critic) if args.critic.model_name_or_path else 0
+    reward = 0 if args.reward.remote_url else group(args.reward)
+    if critic and args.train.colocate_critic_reward:
+        reward = 0
+    return actor + ref + engines + critic + reward
+
+
+def check_cluster(args, resources: dict[str, float]) -> None:
+    """Raise SystemExit naming the numbers when the cluster lacks the GPUs (each with a CPU) of `args`."""
+    gpus = gpus_needed(args)
+    have_gpus, have_cpus = resources.get("GPU", 0), resources.get("CPU", 0)
+    if have_gpus < gpus or have_cpus < gpus + 1:  # + the PPOTrainer actor's CPU
+        raise SystemExit(
+            f"error: this job needs {gpus} GPUs and {gpus + 1} CPUs in Ray (actor "
+            f"{args.actor.num_nodes}x{args.actor.num_gpus_per_node}, vLLM engines "
+            f"{args.vllm.num_engines or 0}x{args.vllm.tensor_parallel_size}, colocated: "
+            f"{bool(args.train.colocate_all)}); the cluster has {have_gpus:g} GPUs and {have_cpus:g} CPUs. "
+            f"Set FIPO_BENCH_OPENRLHF_GPUS_PER_NODE / _NODES / _VLLM_ENGINES to fit, or pass --ray-address "
+            f"of a larger cluster"
+        )
+
+
+def _call(dotted: str) -> None:
+    module, _, function = dotted.rpartition(".")
+    getattr(importlib.import_module(module), function)()
 
 
 def run_openrlhf_cli(argv: list[str]) -> None:
@@ -83,10 +130,13 @@ def main(argv: list[str] | None = None) -> None:
 
     import ray
 
-    from fipo_bench.backends.openrlhf.plugin import patch_report, setup_worker
+    from fipo_bench.backends.openrlhf.plugin import patch_report
 
-    ray.init(address=options.ray_address, runtime_env=runtime_env())
-    setup_worker()  # the driver process too (it imports OpenRLHF's modules first)
+    _call(setup_hook())  # the driver process too (it imports OpenRLHF's modules first)
+    args = parse_openrlhf_args(openrlhf_args)
+    # "local": a new head for this job, never another user's cluster found on this machine.
+    ray.init(address=options.ray_address or "local", runtime_env=runtime_env())
+    check_cluster(args, ray.cluster_resources())
     run_openrlhf_cli(openrlhf_args)
     print(f"fipo-bench plugin in the driver: {patch_report()}", flush=True)
 

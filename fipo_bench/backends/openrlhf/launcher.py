@@ -26,7 +26,7 @@ from pathlib import Path
 from fipo_bench.backends.openrlhf import translate
 from fipo_bench.backends.openrlhf.driver import runtime_env
 from fipo_bench.config import ConfigError
-from fipo_bench.io import append_jsonl, iter_jsonl, json_safe, read_json, write_json, write_jsonl
+from fipo_bench.io import json_safe, read_json, write_jsonl
 
 TINY_PLACEHOLDER = "<built-in tiny base checkpoint, trained at launch>"
 _HF_CHECKPOINT = re.compile(r"global_step(\d+)_hf")
@@ -41,6 +41,7 @@ class TrainingData:
     evals: dict[str, tuple[str, str]]  # name -> (dataset argument of `fipo-bench eval`, prompt template)
     eval_files: dict[str, list[dict]] = field(default_factory=dict)  # files to write before evaluating
     reward_task: str = "math"
+    max_positions: int | None = None  # the model's context length, where it is known without loading it
 
 
 @dataclass
@@ -58,19 +59,34 @@ class Job:
 
 
 def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
-    """Prompts and evaluation sets; the built-in model is trained only for a real launch."""
+    """Prompts and evaluation sets; the built-in model is trained only for a real launch. A dry run makes
+    the same checks of the task, model directory and dataset as a real launch, short of loading a model."""
     from fipo_bench.tasks import load_task, prepare_base
 
-    if config.model is None and dry_run:
-        from fipo_bench.tiny import TinyTask
+    if config.model is None:
+        from fipo_bench.tiny import TinyRecipe, TinyTask
 
-        task = TinyTask(**config.tiny_task)
+        try:
+            recipe = TinyRecipe(task=TinyTask(**config.tiny_task), **config.tiny_recipe)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config field 'tiny_task' / 'tiny_recipe': {e}") from None
+        max_positions = recipe.max_length
+    else:
+        max_positions = _max_positions(config.model)
+    if config.model is None and dry_run:
+        task = recipe.task
         train = task.train_problems(config.num_train_problems or 100_000)
         model, tests, prompt_text = TINY_PLACEHOLDER, task.test_problems[: config.eval_limit or None], str
     elif dry_run:  # no tokenizer (it may need the network): rows before the max_prompt_length filter
         from fipo_bench.evals import load_dataset
 
-        train = load_dataset(config.dataset, config.data_dir, limit=config.num_train_problems or None)
+        try:
+            train = load_dataset(config.dataset, config.data_dir, limit=config.num_train_problems or None)
+        except (OSError, ValueError, KeyError, ImportError) as e:
+            raise ConfigError(
+                f"config field 'dataset': {e} (a local .jsonl/.parquet file of problem/answer rows works "
+                f"offline: --dataset FILE)"
+            ) from None
         model, tests, prompt_text = config.model, [], str
     else:
         base, task = prepare_base(config), load_task(config)
@@ -85,8 +101,41 @@ def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
             {"tiny": (str(tiny_file), "raw")},
             {str(tiny_file): [{"id": p.id, "problem": p.problem, "answer": p.answer} for p in tests]},
             reward_task="tiny",
+            max_positions=max_positions,
         )
-    return TrainingData(model, rows, {name: (name, config.prompt_template) for name in config.eval_datasets})
+    evals = {name: (name, config.prompt_template) for name in config.eval_datasets}
+    return TrainingData(model, rows, evals, max_positions=max_positions)
+
+
+def _max_positions(model: str) -> int | None:
+    """max_position_embeddings of a local HF model directory; None for a Hub id (not fetched here)."""
+    path = Path(model).expanduser()
+    looks_local = model.startswith((".", "/", "~")) or path.exists()
+    if looks_local and not path.is_dir():
+        raise ConfigError(
+            f"config field 'model': {model} is not a directory (expected an HF model directory or a hub id)"
+        )
+    if not (path / "config.json").is_file():
+        return None
+    value = read_json(path / "config.json").get("max_position_embeddings")
+    return value if isinstance(value, int) else None
+
+
+def check_algorithm(config, alg) -> None:
+    """The algorithm's own check of its reward shaping against this run's length limit, as the local
+    backend makes it (ValueError naming the hyperparameter); inside OpenRLHF it fails ~30 s into the job."""
+    import torch
+
+    alg.shape_rewards(torch.zeros(1), torch.ones(1), config.max_response_length)
+
+
+def check_lengths(config, max_positions: int | None) -> None:
+    total = config.max_prompt_length + config.max_response_length
+    if max_positions is not None and total > max_positions:
+        raise ConfigError(
+            f"config field 'max_response_length': max_prompt_length + max_response_length = {total} exceeds "
+            f"the model's {max_positions} positions (vLLM refuses to start such an engine); lower them to fit"
+        )
 
 
 def plan(config, root: Path, data: TrainingData, layout: translate.Layout) -> list[Job]:
@@ -94,12 +143,17 @@ def plan(config, root: Path, data: TrainingData, layout: translate.Layout) -> li
     from fipo_bench.algorithms import get_algorithm
     from fipo_bench.backends.openrlhf import reward
 
+    check_lengths(config, data.max_positions)
     prompts = root / "openrlhf" / "prompts.jsonl"
     jobs = []
     for seed in config.seeds:
         for algo in config.algos:
             try:
                 alg = get_algorithm(algo, **config.algo_overrides.get(algo, {}))
+                check_algorithm(config, alg)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"config field 'algos' / 'algo_overrides.{algo}': {e}") from None
+            try:
                 run_dir = root / f"{algo}-seed{seed}"
                 paths = translate.RunPaths(run_dir, Path(reward.__file__).resolve(), prompts)
                 argv = translate.openrlhf_args(
@@ -185,7 +239,7 @@ def print_plan(
 
 def launch(config, *, dry_run: bool = False, ray_address: str | None = None) -> Path:
     """Run (or with dry_run, print) every algorithm x seed of `config` on OpenRLHF; returns results/<run>/."""
-    from fipo_bench.results import git_commit, package_versions, run_config_record
+    from fipo_bench import results
 
     # Absolute: Ray workers (on other nodes too, over a shared file system) do not share our directory.
     root = (Path(config.output_dir) / (config.run_name or config.default_run_name())).resolve()
@@ -199,75 +253,69 @@ def launch(config, *, dry_run: bool = False, ray_address: str | None = None) -> 
         print_plan(config, root, data, jobs, layout, ray_address)
         return root
 
-    run_json = root / "run.json"
-    previous = read_json(run_json) if run_json.exists() else {}
-    meta = {
-        "command": shlex.join(sys.argv),
-        "git_commit": git_commit(),
-        "package_versions": package_versions(),
-        "backend": "openrlhf",
-        "preset": config.preset,
-        "algos": list(config.algos),
-        "seeds": list(config.seeds),
-        "status": "running",
-        "started_at": previous.get("started_at", _now()),
-        "finished_at": None,
-        "config": config.to_dict(),
-    }
-    write_json(run_json, meta)
-    write_jsonl(root / "openrlhf" / "prompts.jsonl", data.rows)
-    for path, rows in data.eval_files.items():
-        write_jsonl(Path(path), rows)
-    statuses = [
-        run_job(config, job, data, ray_address, run_config_record(config, job.alg, job.seed, data.model))
-        for job in jobs
-    ]
-    meta.update(
-        status="completed" if all(s == "completed" for s in statuses) else "failed", finished_at=_now()
-    )
-    write_json(run_json, meta)
+    with results.locked(root):  # a second launch of the same run is refused (it names this process)
+        meta = results.start_matrix(root, config, command=sys.argv, backend="openrlhf")
+        write_jsonl(root / "openrlhf" / "prompts.jsonl", data.rows)
+        for path, rows in data.eval_files.items():
+            write_jsonl(Path(path), rows)
+        statuses = [
+            run_job(config, job, data, ray_address,
+                    results.run_config_record(config, job.alg, job.seed, data.model))
+            for job in jobs
+        ]
+        failed = any(s != "completed" for s in statuses)
+        results.finish_matrix(root, meta, "failed" if failed else "completed")
     return root
 
 
 def run_job(config, job: Job, data: TrainingData, ray_address: str | None, record: dict) -> str:
     """Train, collect and evaluate one algorithm x seed; returns its final status."""
     from fipo_bench.backends.openrlhf.metrics import metrics_rows
+    from fipo_bench.results import RunDir
 
-    status_path = job.run_dir / "status.json"
-    if status_path.exists() and read_json(status_path).get("status") == "completed":
+    run = RunDir(job.run_dir)
+    if (run.status() or {}).get("status") == "completed":
         return "completed"
     command = job.command(ray_address)
-    write_json(
-        job.run_dir / "config.json",
-        json_safe({**record, "backend": "openrlhf", "openrlhf_command": command, "plugin_env": job.env}),
-    )
-    write_json(status_path, {"status": "running", "step": last_checkpoint_step(job.run_dir), "error": None})
+    run.write_config({**record, "backend": "openrlhf", "openrlhf_command": command, "plugin_env": job.env})
+    run.set_status("running", last_checkpoint_step(job.run_dir))
     log = job.run_dir / "openrlhf" / "train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as out:
         result = subprocess.run(command, env={**os.environ, **job.env}, stdout=out, stderr=subprocess.STDOUT)
     tensorboard = job.run_dir / "openrlhf" / "tensorboard"
-    rows = metrics_rows(tensorboard) if tensorboard.exists() else []
-    write_jsonl(job.run_dir / "metrics.jsonl", [json_safe(row) for row in rows])
+    rows = metrics_rows(tensorboard, config.samples_per_prompt) if tensorboard.exists() else []
+    run.write_metrics(rows)
     bad = [row["step"] for row in rows if not all(_finite(v) for v in row.values())]
     last = rows[-1]["step"] if rows else 0
     if result.returncode != 0 or bad:
         error = (
-            f"OpenRLHF exited with status {result.returncode} (log: {log})"
+            f"OpenRLHF exited with status {result.returncode}{failure_reason(log)} (log: {log})"
             if result.returncode
             else f"non-finite metrics at steps {bad}"
         )
-        write_json(status_path, {"status": "failed", "step": last, "error": error})
+        print(f"{job.run_dir.name} failed: {error}", file=sys.stderr)
+        run.set_status("failed", last, error)
         return "failed"
     collect_checkpoints(job.run_dir, last)
     try:
         evaluate(config, job, data)
     except subprocess.CalledProcessError as e:
         error = f"evaluation failed: {shlex.join(e.cmd)} exited with status {e.returncode}"
-        write_json(status_path, {"status": "failed", "step": last, "error": error})
+        run.set_status("failed", last, error)
         return "failed"
-    write_json(status_path, {"status": "completed", "step": last, "error": None})
+    run.set_status("completed", last)
     return "completed"
+
+
+_ERROR_LINE = re.compile(r"^(error: .*|[A-Za-z_.]*(Error|Exception): .*)$")
+
+
+def failure_reason(log: Path) -> str:
+    """": <the log's last error line>" (the driver's own `error:` or a Python exception), else ""."""
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    return f": {errors[-1]}" if errors else ""
 
 
 def collect_checkpoints(run_dir: Path, last_step: int) -> None:
@@ -289,12 +337,10 @@ def evaluate(config, job: Job, data: TrainingData) -> None:
     """`fipo-bench eval` of each checkpoint still missing from evals.jsonl; one line per (step, dataset).
     The base model (step 0) is evaluated once per seed: the seed's other runs reuse it."""
     from fipo_bench.evals.io import read_eval_dir
-    from fipo_bench.results import write_eval
+    from fipo_bench.results import RunDir
 
-    evals_path = job.run_dir / "evals.jsonl"
-    done = (
-        {(row["step"], row["dataset"]) for _, row in iter_jsonl(evals_path)} if evals_path.exists() else set()
-    )
+    run = RunDir(job.run_dir)
+    done = {(row["step"], row["dataset"]) for row in run.evals()}
     for step in eval_steps(config):
         checkpoint = data.model if step == 0 else str(job.run_dir / "checkpoints" / f"step-{step}")
         for name, (dataset, template) in data.evals.items():
@@ -314,14 +360,8 @@ def evaluate(config, job: Job, data: TrainingData) -> None:
             elif not (out / "summary.json").exists():
                 subprocess.run(eval_command(config, checkpoint, dataset, template, job.seed, out), check=True)
             rows, summary = read_eval_dir(out)
-            append_jsonl(evals_path, write_eval(job.run_dir, step, name, rows, summary))
+            run.write_eval(step, name, rows, summary)
 
 
 def _finite(value) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
-
-
-def _now() -> str:
-    from fipo_bench.results import now
-
-    return now()

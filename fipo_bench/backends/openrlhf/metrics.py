@@ -46,7 +46,7 @@ def read_scalars(log_dir: Path) -> dict[int, dict[str, float]]:
     return steps
 
 
-def metrics_row(step: int, scalars: dict[str, float]) -> dict:
+def metrics_row(step: int, scalars: dict[str, float], samples_per_prompt: int) -> dict:
     """One metrics.jsonl line from one step's `train/*` scalars."""
     train = {tag.removeprefix("train/"): value for tag, value in scalars.items() if tag.startswith("train/")}
     row: dict = {"step": step}
@@ -54,7 +54,8 @@ def metrics_row(step: int, scalars: dict[str, float]) -> dict:
         if key in RENAMES:
             row[RENAMES[key]] = value
         elif key == "dynamic_filtering_pass_rate":
-            row["kept_groups_frac"] = value / 100.0  # OpenRLHF logs a percentage of prompts drawn
+            # OpenRLHF logs 100 x samples kept / prompts drawn (ppo_utils/samples_generator.py:123)
+            row["kept_groups_frac"] = value / 100.0 / samples_per_prompt
         else:
             row[key] = value
     samples, length, step_time = (
@@ -81,6 +82,7 @@ def metrics_row(step: int, scalars: dict[str, float]) -> dict:
     return row
 
 
-def metrics_rows(log_dir: Path) -> list[dict]:
+def metrics_rows(log_dir: Path, samples_per_prompt: int) -> list[dict]:
     """Every step's metrics.jsonl line, in step order."""
-    return [metrics_row(step, scalars) for step, scalars in sorted(read_scalars(log_dir).items())]
+    steps = sorted(read_scalars(log_dir).items())
+    return [metrics_row(step, scalars, samples_per_prompt) for step, scalars in steps]

@@ -6,22 +6,36 @@ experience's `index // n_samples_per_prompt -> group_ids`.
 
 - ppo_actor: `PolicyLoss` -> `RegistryPolicyLoss` (`alg.token_loss`, then OpenRLHF's own
   `aggregate_loss`: the global token count of the optimizer step `batch_num_tokens`, times `dp_size`
-  for the gradient averaging across data-parallel ranks; same 5-tuple). `training_step` hands the loss
-  the experience (for `ref_logp` and to log our metrics) and passes OpenRLHF a KL coefficient of 0,
-  because our loss already contains the algorithm's KL term.
-- experience_maker: `compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages`.
+  for the gradient averaging across data-parallel ranks; same 5-tuple). OpenRLHF reduces by token-mean
+  or seq-mean-token-mean only; the token-sum modes (Dr. GRPO's) are run as seq-mean-token-mean on token
+  losses scaled per sequence (`ops.seq_mean_token_mean_scale`), which is exact. `training_step` hands
+  the loss the experience (for `ref_logp` and to log our metrics) and passes OpenRLHF a KL coefficient
+  of 0, because our loss already contains the algorithm's KL term.
+  Every rollout step ends in an optimizer step on all it kept, as in the local backend: OpenRLHF's
+  DataLoader drops a last short micro-batch (`drop_last=True`), and DeepSpeed steps only after every
+  `gas`-th micro-batch counted since the start of training, so a step that kept fewer samples than
+  `train.batch_size` (dynamic sampling after the cap) took no step and carried its gradient into the
+  next one. Here nothing is dropped and the engine's accumulation boundary is set explicitly: after
+  each window of `gas` micro-batches (OpenRLHF's loss normalisation windows) and after the last.
+- experience_maker: `compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages` (with
+  the experiences' action masks, padded to one width; per-token advantages are cut back per experience).
 - samples_generator: stop after $FIPO_BENCH_MAX_STEPS rollout batches (the prompt file holds more
   under dynamic sampling), and draw at most $FIPO_BENCH_MAX_GEN_BATCHES x batch prompts per batch
   (OpenRLHF refills filtered prompts without a cap; after the cap the step trains on what it kept).
+  With more than one data-parallel rank a short batch would split unevenly over the ranks (their
+  collectives would no longer pair up), so there the capped step stops the job with a clear error, as
+  verl's DAPO recipe does when max_num_gen_batches runs out.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import torch
 
+from fipo_bench import ops
 from fipo_bench.backends.openrlhf.translate import (
     ENV_MAX_GEN_BATCHES,
     ENV_MAX_STEPS,
@@ -59,7 +73,7 @@ def make_policy_loss_class(alg, aggregate_loss):
                 "clip_eps_low": hp.get("clip_low", clip_eps_low),
                 "clip_eps_high": hp.get("clip_high", clip_eps_high),
                 "dual_clip": hp.get("dual_clip", dual_clip),
-                "token_level_loss": hp.get("loss_agg", "token-mean") == "token-mean",
+                "token_level_loss": alg.loss_agg == "token-mean",
             }
             given = {
                 "clip_eps_low": clip_eps_low,
@@ -92,6 +106,10 @@ def make_policy_loss_class(alg, aggregate_loss):
             token_loss, loss_mask, metrics = alg.token_loss(
                 log_probs, old_log_probs, advantages, mask, ref_logp
             )
+            if not self.token_level_loss:  # OpenRLHF's seq-mean-token-mean, rescaled to alg.loss_agg
+                token_loss = token_loss * ops.seq_mean_token_mean_scale(
+                    loss_mask, alg.loss_agg, alg.num_tokens_norm
+                ).to(token_loss.dtype)
             loss = aggregate_loss(
                 token_loss,
                 loss_mask,
@@ -114,13 +132,28 @@ def patch_ppo_actor(module, alg) -> None:
 
     loss_class = make_policy_loss_class(alg, aggregate_loss)
     module.PolicyLoss = loss_class
+    data_loader = module.DataLoader  # used by ActorPPOTrainer.ppo_train only
+    module.DataLoader = lambda *args, **kwargs: data_loader(*args, **{**kwargs, "drop_last": False})
     trainer = module.ActorPPOTrainer
-    original = trainer.training_step
+    original, original_ppo_train = trainer.training_step, trainer.ppo_train
+
+    @functools.wraps(original_ppo_train)
+    def ppo_train(self, kl_ctl):
+        buffer = self.replay_buffer
+        self._fipo_bench_micro_batches = math.ceil(len(buffer) / buffer.sample_batch_size)
+        try:
+            return original_ppo_train(self, kl_ctl)
+        finally:
+            self._fipo_bench_micro_batches = None
 
     @functools.wraps(original)
     def training_step(self, experience, kl_ctl, step, loss_batch_info=None):
         if not isinstance(self.actor_loss_fn, loss_class):
             return original(self, experience, kl_ctl, step, loss_batch_info)
+        micro_batches = getattr(self, "_fipo_bench_micro_batches", None)
+        if micro_batches and not self.args.train.dynamic_batch_enable:
+            window_end = (step + 1) % self.strategy.accumulated_gradient == 0
+            self.actor.model.set_gradient_accumulation_boundary(window_end or step + 1 == micro_batches)
         self.actor_loss_fn.experience = experience
         try:
             # OpenRLHF adds kl_ctl * its own KL loss; ours is inside alg.token_loss (logged as "kl").
@@ -128,6 +161,7 @@ def patch_ppo_actor(module, alg) -> None:
         finally:
             self.actor_loss_fn.experience = None
 
+    trainer.ppo_train = ppo_train
     trainer.training_step = training_step
 
 
@@ -137,23 +171,26 @@ def registry_advantages(experiences, alg, n_samples_per_prompt: int, max_respons
     Groups: OpenRLHF numbers the samples of a rollout batch 0..M-1 in `experience.index`, the n samples
     of a prompt consecutively, so group_ids = index // n.
     """
-    from fipo_bench import ops
-
     sizes = [len(e.index) for e in experiences]
     index = torch.tensor([i for e in experiences for i in e.index])  # [M]
     rewards = torch.cat(
         [e.rewards.to(torch.promote_types(e.rewards.dtype, torch.float32)) for e in experiences]
     )
     lengths = torch.cat([e.response_length for e in experiences])  # [M]
+    width = max(e.action_mask.shape[1] for e in experiences)
+    pad = torch.nn.functional.pad
+    padded = [pad(e.action_mask.bool(), (0, width - e.action_mask.shape[1])) for e in experiences]
+    mask = torch.cat(padded).to(rewards.device)  # [M, width]: the action masks, right-padded to one width
     group_ids = index // n_samples_per_prompt
     shaped = alg.shape_rewards(rewards, lengths, max_response_length)  # [M]
-    advantages = alg.advantages(shaped, group_ids)  # [M]
+    advantages = alg.advantages(shaped, group_ids, mask=mask)  # [M] or [M, width]
     group_std = ops.group_mean_std(shaped, group_ids)[1]
     for e, reward, advantage, std in zip(
         experiences, shaped.split(sizes), advantages.split(sizes), group_std.split(sizes), strict=True
     ):
         e.rewards = reward
-        e.advantages = advantage[:, None] * e.action_mask  # [B, A]
+        per_token = advantage[:, : e.action_mask.shape[1]] if advantage.dim() == 2 else advantage[:, None]
+        e.advantages = per_token * e.action_mask  # [B, A]
         e.returns = e.advantages.clone()
         e.kl = None
         e.info.update({"reward": reward.clone(), "return": reward.clone(), "group_reward_std": std})
@@ -168,6 +205,12 @@ def patch_experience_maker(module, alg) -> None:
         return registry_advantages(experiences, alg, args.rollout.n_samples_per_prompt, max_response_length)
 
     module.RemoteExperienceMaker.compute_advantages_and_returns = compute_advantages_and_returns
+
+
+def data_parallel_size(args) -> int:
+    """The actor's data-parallel ranks in OpenRLHF: its GPUs over ring-attention x tensor-parallel size."""
+    gpus = args.actor.num_nodes * args.actor.num_gpus_per_node
+    return gpus // (args.ds.ring_attn_size * args.ds.tensor_parallel_size)
 
 
 def patch_samples_generator(module, alg) -> None:
@@ -192,9 +235,21 @@ def patch_samples_generator(module, alg) -> None:
     def _generate_vllm(self, dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs):
         budget[0] = num_prompts * max_gen_batches if dynamic_filtering and max_gen_batches else None
         try:
-            return original_vllm(self, dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs)
+            accepted, consumed, exhausted = original_vllm(
+                self, dataloader_iter, num_prompts, dynamic_filtering, **generate_kwargs
+            )
+            capped = budget[0] is not None and budget[0] <= 0
         finally:
             budget[0] = None
+        kept, wanted = len(accepted), num_prompts * self.args.rollout.n_samples_per_prompt
+        if capped and accepted and kept < wanted and data_parallel_size(self.args) > 1:
+            raise RuntimeError(
+                f"dynamic sampling kept {kept} of {wanted} samples after max_gen_batches={max_gen_batches} "
+                f"generation batches; a short batch cannot be split evenly over "
+                f"{data_parallel_size(self.args)} data-parallel ranks. Raise max_gen_batches, or use "
+                f"easier training data"
+            )
+        return accepted, consumed, exhausted
 
     @functools.wraps(original_collect)
     def _collect_prompt_batch(dataloader_iter, num_prompts):

@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
 
 from fipo_bench.backends.openrlhf.translate import ENV_ALGO, ENV_HPARAMS
@@ -37,11 +38,7 @@ def setup_worker() -> None:
     """The hook: patch the target modules when (or if already) imported. Idempotent."""
     if not os.environ.get(ENV_ALGO):
         return
-    if not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
-    for name in PATCH_TARGETS:
-        if name in sys.modules:
-            apply_patch(sys.modules[name])
+    patch_on_import({name: apply_patch for name in PATCH_TARGETS}, owner=__name__)
 
 
 @cache
@@ -72,14 +69,25 @@ def patch_report() -> dict[str, bool]:
     return {name: bool(getattr(sys.modules.get(name), PATCHED_FLAG, False)) for name in PATCH_TARGETS}
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds the target modules with the other finders, and patches them right after they execute."""
+def patch_on_import(patchers: dict[str, Callable], *, owner: str) -> None:
+    """Call patchers[name](module) right after each named module is imported (at once if it already is).
+    One finder per `owner`: calling again changes nothing."""
+    if not any(getattr(finder, "owner", None) == owner for finder in sys.meta_path):
+        sys.meta_path.insert(0, PatchOnImport(patchers, owner))
+    for name, patch in patchers.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
 
-    def __init__(self) -> None:
+
+class PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds the modules named in `patchers` with the other finders, and patches each right after it runs."""
+
+    def __init__(self, patchers: dict[str, Callable], owner: str) -> None:
+        self.patchers, self.owner = patchers, owner
         self._searching: set[str] = set()
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in PATCH_TARGETS or fullname in self._searching:
+        if fullname not in self.patchers or fullname in self._searching:
             return None
         self._searching.add(fullname)  # find_spec below asks every finder again, this one included
         try:
@@ -87,13 +95,13 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         finally:
             self._searching.discard(fullname)
         if spec is not None and spec.loader is not None:
-            spec.loader = _PatchingLoader(spec.loader)
+            spec.loader = _PatchingLoader(spec.loader, self.patchers[fullname])
         return spec
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader) -> None:
-        self._loader = loader
+    def __init__(self, loader, patch: Callable) -> None:
+        self._loader, self._patch = loader, patch
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
@@ -103,4 +111,4 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
-        apply_patch(module)
+        self._patch(module)

@@ -7,8 +7,10 @@ What each algorithm becomes (derived from its hyperparameters, not from its name
 - advantages: `group_norm` (no critic, groups of `samples_per_prompt`); the plugin replaces the
   computation with `alg.shape_rewards` + `alg.advantages`, so the overlong flags only mirror the
   algorithm (OpenRLHF's own penalty is the same formula, and is what a run without the plugin does);
-- loss: `--actor.eps_clip_low_high`, `--actor.dual_clip`, `--actor.loss_agg_mode`; the plugin replaces
-  the loss with `alg.token_loss` under OpenRLHF's own token normalisation;
+- loss: `--actor.eps_clip_low_high`, `--actor.dual_clip` (where the algorithm has them; the plugin's
+  loss checks they arrive unchanged), `--actor.loss_agg_mode` (token-mean, else seq-mean-token-mean, to
+  which the plugin rescales the token-sum modes); the plugin replaces the loss with `alg.token_loss`
+  under OpenRLHF's own token normalisation, whatever the algorithm's surrogate;
 - KL (kl_coef > 0, GRPO): `--algo.kl.use_loss`, k3, `init_coef = kl_coef`, which makes OpenRLHF build
   the reference model; kl_coef = 0 (DAPO, FIPO): `init_coef 0`, no reference model;
 - dynamic sampling: `--algo.dynamic_filtering_enable`, range (0, 1) on the reward file's `scores`
@@ -26,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-OPENRLHF_LOSS_AGG = ("token-mean", "seq-mean-token-mean")  # its --actor.loss_agg_mode choices
 # Read by the plugin in every Ray worker. Every hyperparameter travels in FIPO_BENCH_ALGO_HPARAMS (the
 # plugin rebuilds the algorithm from it), including those the command line also carries.
 ENV_ALGO = "FIPO_BENCH_ALGO"
@@ -47,6 +48,7 @@ ENV_LAYOUT = {
     "gpus_per_node": "FIPO_BENCH_OPENRLHF_GPUS_PER_NODE",
     "vllm_engines": "FIPO_BENCH_OPENRLHF_VLLM_ENGINES",
     "vllm_tensor_parallel": "FIPO_BENCH_OPENRLHF_VLLM_TP",
+    "colocate": "FIPO_BENCH_OPENRLHF_COLOCATE",
 }
 ENV_EXTRA_ARGS = "FIPO_BENCH_OPENRLHF_ARGS"
 
@@ -67,18 +69,32 @@ class Layout:
     """vLLM rollout engines."""
     vllm_tensor_parallel: int = 1
     """GPUs per vLLM engine."""
+    colocate: bool | None = None
+    """vLLM shares the actor's GPUs (--train.colocate_all); None: when the GPU counts are equal."""
+
+    def __post_init__(self) -> None:
+        if self.colocate and self.actor_gpus != self.vllm_engines * self.vllm_tensor_parallel:
+            raise UnsupportedOption(
+                f"${ENV_LAYOUT['colocate']}=1: colocating needs as many vLLM GPUs (engines x tensor parallel "
+                f"= {self.vllm_engines * self.vllm_tensor_parallel}) as actor GPUs ({self.actor_gpus})"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Layout:
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}
         for field_name, var in ENV_LAYOUT.items():
             raw = environ.get(var)
             if raw is None:
                 continue
-            if not raw.isdigit() or int(raw) < 1:
+            if field_name == "colocate":
+                if raw not in ("0", "1"):
+                    raise UnsupportedOption(f"${var}: expected 0 or 1, got {raw!r}")
+                values[field_name] = raw == "1"
+            elif not raw.isdigit() or int(raw) < 1:
                 raise UnsupportedOption(f"${var}: expected an integer >= 1, got {raw!r}")
-            values[field_name] = int(raw)
+            else:
+                values[field_name] = int(raw)
         return cls(**values)
 
     @property
@@ -88,6 +104,8 @@ class Layout:
     @property
     def colocated(self) -> bool:
         """vLLM shares the actor's GPUs (OpenRLHF's --train.colocate_all needs the counts to match)."""
+        if self.colocate is not None:
+            return self.colocate
         return self.actor_gpus == self.vllm_engines * self.vllm_tensor_parallel
 
 
@@ -165,11 +183,6 @@ def openrlhf_args(
             "config field 'recompute_old_logp' = false: OpenRLHF always recomputes old_logp by a forward "
             "pass after sampling (set recompute_old_logp=true)"
         )
-    if hp.get("loss_agg", "token-mean") not in OPENRLHF_LOSS_AGG:
-        raise UnsupportedOption(
-            f"{alg.name}.loss_agg = {hp['loss_agg']!r}: OpenRLHF aggregates with "
-            f"{' or '.join(OPENRLHF_LOSS_AGG)} only"
-        )
     train_batch = config.mini_batch_size * n  # samples per optimizer step
     if train_batch % layout.actor_gpus:
         raise UnsupportedOption(
@@ -215,7 +228,8 @@ def openrlhf_args(
         # algorithm
         "algo.advantage.estimator": "group_norm",
         "actor.policy_loss_type": "ppo",
-        "actor.loss_agg_mode": hp.get("loss_agg", "token-mean"),
+        # OpenRLHF's two modes; the plugin rescales the token-sum modes to seq-mean-token-mean (exact)
+        "actor.loss_agg_mode": "token-mean" if alg.loss_agg == "token-mean" else "seq-mean-token-mean",
         "actor.entropy_coef": 0.0,  # 0 = log the entropy without a bonus
     }
     if "clip_low" in hp and "clip_high" in hp:
