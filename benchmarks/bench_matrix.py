@@ -152,19 +152,25 @@ def main() -> None:
     print(f"speed-up (sequential / parallel wall time): {seq_wall / par_wall:.2f}x; "
           f"memory (parallel / sequential peak): {par_peak / max(seq_peak, 1):.2f}x")
     identical, n = same_numbers(out / "sequential", out / "parallel")
-    print(f"same numbers (metrics without timings, evals) in all {n} runs: {'yes' if identical else 'NO'}")
+    print(f"same numbers (metrics without timings, evals) in {n} of {runs} runs: "
+          f"{'yes' if identical and n == runs else 'NO'}")
     if ray.returncode == 0:
         imp, init, first, stop = map(float, ray.stdout.split()[-4:])
         print(f"Ray start-up: import {imp:.1f} s + ray.init(address='local') {init:.1f} s + first task "
               f"{first:.1f} s + shutdown {stop:.1f} s = {imp + init + first + stop:.1f} s")
     else:
         print(f"Ray start-up: not measured ({ray.stderr.strip().splitlines()[-1:]})")
+    problems = [f"{mode} exited with {code}" for mode, (_, _, code) in rows.items() if code]
+    problems += [] if identical else ["the two modes' numbers differ"]
+    problems += [] if n == runs else [f"{runs - n} run(s) wrote no metrics"]
     if args.keep:
         print(f"results kept in {out}")
     else:
         import shutil
 
         shutil.rmtree(out, ignore_errors=True)
+    if problems:  # a matrix whose runs failed times nothing worth reading
+        sys.exit(f"benchmark invalid: {'; '.join(problems)} (--keep keeps the run directories)")
 
 
 if __name__ == "__main__":
