@@ -513,3 +513,22 @@ def test_on_ray_a_killed_driver_stops_its_workers_and_the_same_command_resumes(r
             proc.kill()
         if _alive(proc.pid, group=True):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_on_ray_every_node_probes_the_results_directory_and_the_base(tmp_path):
+    ray = pytest.importorskip("ray", reason="the parallel matrix needs ray (installed by .ci/run)")
+    from fipo_bench.config import ConfigError
+    from fipo_bench.ray_executor import OBJECT_STORE_BYTES, check_shared_results
+
+    root, base = tmp_path / "results", tmp_path / "base"
+    root.mkdir()
+    base.mkdir()
+    ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+             log_to_driver=False)
+    try:
+        check_shared_results(root, str(base))  # one node, one file system: nothing to say
+        with pytest.raises(ConfigError, match=f"cannot read the base checkpoint {tmp_path / 'missing'}"):
+            check_shared_results(root, str(tmp_path / "missing"))
+    finally:
+        ray.shutdown()
+    assert list(root.iterdir()) == []  # the probe files are gone
