@@ -2,7 +2,7 @@
 resume after SIGKILL and Ctrl-C, non-finite losses, a test-only algorithm run through the trainer, the
 run-directory lock and repair, dry-run checks, and the parallel matrix on a 2-CPU local Ray (same files as
 sequential, a crash that stays in its run, a killed worker that resumes, a killed driver whose workers
-stop and whose matrix resumes)."""
+stop and whose matrix resumes, the probe of a shared results directory)."""
 
 import dataclasses
 import json
