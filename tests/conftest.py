@@ -8,6 +8,12 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DATA = REPO_ROOT / "tests" / "fixtures" / "data"
 
+# DeepSpeed compiles its CPU ops (FusedAdam, shm comm) on first use, ~1-2 min on 2 cores. Every test that
+# starts DeepSpeed, here or in Ray workers, looks in this one directory, which .ci/run fills while it
+# installs the remaining packages.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(
+    Path(os.environ.get("FIPO_BENCH_CACHE") or Path.home() / ".cache" / "fipo-bench") / "torch_extensions"))
+
 
 @pytest.fixture(scope="session")
 def fixture_data_dir() -> Path:

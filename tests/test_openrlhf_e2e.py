@@ -49,7 +49,6 @@ MICRO = [
 def cpu_environment(ray_tmp: Path, engine_dump: Path) -> dict[str, str]:
     """What makes the production path run on this CPU machine; nothing here is read by production code
     except the layout and extra-flag variables, which are its documented settings."""
-    cache = Path(os.environ.get("FIPO_BENCH_CACHE", Path.home() / ".cache" / "fipo-bench"))
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(SUPPORT), *filter(None, [os.environ.get("PYTHONPATH")])]),
@@ -66,8 +65,8 @@ def cpu_environment(ray_tmp: Path, engine_dump: Path) -> dict[str, str]:
         "RAY_enable_worker_prestart": "0",  # no idle workers importing torch on 2 cores
         "RAY_prestart_worker_first_driver": "0",
         "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB; vLLM's default share of RAM fails on a shared machine
-        # DeepSpeed's CPU ops (FusedAdam, shm comm) are compiled once per machine, here, not per test.
-        "TORCH_EXTENSIONS_DIR": str(cache / "torch_extensions"),
+        # DeepSpeed's CPU ops are compiled once per machine, not per test (tests/conftest.py).
+        "TORCH_EXTENSIONS_DIR": os.environ["TORCH_EXTENSIONS_DIR"],
         "OMP_NUM_THREADS": "1",
         # OpenRLHF torch.compile's its entropy (models/utils.py); compiling costs more than 2 steps gain
         "TORCHDYNAMO_DISABLE": "1",

@@ -11,6 +11,7 @@ installs both); without them these tests skip, except in CI (FIPO_BENCH_NO_SKIPS
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -186,8 +187,12 @@ def run_args(gguf, dataset, out, cache, algos="grpo,fipo"):
             "eval_max_response_length=16", "eval_every=0", "checkpoint_every=0", "max_gen_batches=2",
             "lr=1e-5", "prompt_template=dapo", f"eval_datasets=[{json.dumps(str(dataset))}]",
             f"base_cache_dir={cache}", "fipo.overlong_buffer=8"]
+    # In this process, one run after the other on every core (up to 2): Ray workers would each load the
+    # 135M model again, and the test checks the model path, not the executor.
+    threads = str(min(2, os.cpu_count() or 1))
     return ["run", "--model", str(gguf), "--dataset", str(dataset), "--algos", algos, "--steps", "2",
-            "--device", "cpu", "--output-dir", str(out), "--run-name", "real",
+            "--device", "cpu", "--output-dir", str(out), "--run-name", "real", "--max-parallel", "1",
+            "--cpus-per-run", threads,
             *[a for s in sets for a in ("--set", s)]]
 
 
