@@ -23,7 +23,7 @@ from fipo_bench.tiny import TinyRecipe, TinyTask, ensure_base_checkpoint  # noqa
 # tests/test_runner.py's micro recipe and cache directory: one warm-up serves every test of a session.
 TASK = TinyTask(max_value=9, max_terms=3, test_size=16)
 RECIPE = TinyRecipe(task=TASK, steps=150, hidden_size=64, num_layers=2, num_heads=2, ffn_size=128,
-                    max_length=64, lr_warmup_steps=10)
+                    max_length=64, lr_warmup_steps=10, bf16_autocast=True)
 # Greedy: "Answer:7" + EOS is 3 tokens, "Answer:16" + EOS 4, so some responses end exactly at the budget and
 # some are cut. Sampled: room for step-by-step answers, so lengths vary.
 MAX_NEW_TOKENS = 3

@@ -40,7 +40,8 @@ MICRO = [
     "max_prompt_length=40", "max_response_length=20", "eval_limit=16", "eval_every=0", "checkpoint_every=0",
     "num_train_problems=400", "tiny_task.max_value=9", "tiny_task.max_terms=3", "tiny_task.test_size=16",
     "tiny_recipe.steps=150", "tiny_recipe.hidden_size=64", "tiny_recipe.num_layers=2",
-    "tiny_recipe.num_heads=2", "tiny_recipe.ffn_size=128", "tiny_recipe.max_length=64",
+    "tiny_recipe.bf16_autocast=true", "tiny_recipe.num_heads=2", "tiny_recipe.ffn_size=128",
+    "tiny_recipe.max_length=64",
     "tiny_recipe.lr_warmup_steps=10", "max_gen_batches=3", "recompute_old_logp=true",
     "dapo.overlong_buffer=8", "fipo.overlong_buffer=8",
 ]

@@ -33,7 +33,7 @@ MICRO = [
     "tiny_task.max_value=9", "tiny_task.max_terms=3", "tiny_task.test_size=16",
     "tiny_recipe.steps=150", "tiny_recipe.hidden_size=64", "tiny_recipe.num_layers=2",
     "tiny_recipe.num_heads=2", "tiny_recipe.ffn_size=128", "tiny_recipe.max_length=64",
-    "tiny_recipe.lr_warmup_steps=10",
+    "tiny_recipe.lr_warmup_steps=10", "tiny_recipe.bf16_autocast=true",  # the recipe the numbers were set on
     "max_gen_batches=3",
 ]
 METRIC_FIELDS = ("step", "accuracy", "reward", "response_length_mean", "response_length_median", "entropy",
