@@ -38,8 +38,7 @@ PROBLEMS = [
 ]
 # Training prompts this 135M model gets right only sometimes, so groups have rewards of both signs and
 # the updates do something: on math problems it almost never writes the "Answer:" line the DAPO prompt
-# asks for. Measured at temperature 1, top-p 0.7, 32 tokens: 5 and 3 of 8 samples correct and finished
-# (a correct reply ends within 8 tokens, so the 16-token budget of the run test keeps them).
+# asks for. Measured at temperature 1, top-p 0.7, 32 tokens: 5 and 3 of 8 samples correct and finished.
 TRAIN = [
     {"id": "reply5", "problem": "Reply with only this line: Answer: 5", "answer": "5"},
     {"id": "copy5", "problem": "Copy this line exactly: Answer: 5", "answer": "5"},
@@ -184,7 +183,7 @@ def test_eval_sampled_is_seeded_per_sample_and_counts_tokens(smollm2, problems_f
 def run_args(gguf, dataset, out, cache, algos="grpo,fipo"):
     # Two updates per step (mini-batches of one group), so FIPO's weights act on the second.
     sets = ["rollout_batch_size=2", "samples_per_prompt=4", "mini_batch_size=1", "max_prompt_length=256",
-            "max_response_length=16", "top_p=0.7", "eval_k=1", "eval_temperature=0",
+            "max_response_length=32", "top_p=0.7", "eval_k=1", "eval_temperature=0",
             "eval_max_response_length=16", "eval_every=0", "checkpoint_every=0", "max_gen_batches=2",
             "lr=1e-5", "prompt_template=dapo", f"eval_datasets=[{json.dumps(str(dataset))}]",
             f"base_cache_dir={cache}", "fipo.overlong_buffer=8"]
