@@ -1,12 +1,12 @@
 """Shared fixtures. Test modules import nothing from `tests.*` (see pyproject: importlib mode)."""
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_DATA = REPO_ROOT / "tests" / "fixtures" / "data"
 
 # DeepSpeed compiles its CPU ops (FusedAdam, shm comm) on first use, ~1-2 min on 2 cores. Every test that
 # starts DeepSpeed, here or in Ray workers, looks in this one directory, which .ci/run fills while it
@@ -16,10 +16,14 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(
 
 
 @pytest.fixture(scope="session")
-def fixture_data_dir() -> Path:
-    """Small handmade files in the formats of the real benchmark copies (tests/fixtures/data): what the
-    unit tests read, so they run on a fresh clone."""
-    return FIXTURE_DATA
+def fixture_data_dir(tmp_path_factory) -> Path:
+    """A data directory of small handmade files in the formats of the real benchmark copies
+    (tests/support/handmade_benchmarks.py): what the unit tests read, so they run on a fresh clone."""
+    spec = importlib.util.spec_from_file_location(
+        "handmade_benchmarks", REPO_ROOT / "tests" / "support" / "handmade_benchmarks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_files(tmp_path_factory.mktemp("fixture-data"))
 
 
 @pytest.fixture(scope="session")

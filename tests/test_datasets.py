@@ -1,5 +1,5 @@
-"""Dataset loading (the handmade copies in tests/fixtures/data, the real ones in ../shared/data, local
-files, the Hub path with a fake `datasets`), gold normalization and prompt templates."""
+"""Dataset loading (the handmade files of tests/support/handmade_benchmarks.py, the real ones in
+../shared/data, local files, the Hub path with a fake `datasets`), gold normalization and prompt templates."""
 
 import json
 import sys
@@ -47,7 +47,8 @@ def test_other_datasets_offline(shared_data_dir):
 
 
 def test_fixture_copies_normalize_each_format(fixture_data_dir):
-    """The handmade copies in tests/fixtures/data, in the real files' formats; expected answers by hand."""
+    """The handmade files (tests/support/handmade_benchmarks.py), in the real files' formats; expected
+    answers by hand."""
     aime24 = load_dataset("aime24", fixture_data_dir)
     assert [p.id for p in aime24] == ["60", "61", "62", "63", "64", "65"]  # the file's integer ids
     assert [p.answer for p in aime24] == ["401", "15", "7", "13", "999", "0"]  # stored "015", "007", "000"
