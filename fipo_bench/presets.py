@@ -59,6 +59,10 @@ def _with_zoo(overrides: dict[str, dict], max_response_length: int) -> dict[str,
 
 _PUBLISHED["algo_overrides"] = _with_zoo(_PUBLISHED["algo_overrides"], _PUBLISHED["max_response_length"])
 
+# The preset of a run that names none: the built-in model's, or, when a model is given, MODEL_PRESET.
+BUILTIN_PRESET = "tiny"
+MODEL_PRESET = "small-model"
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The built-in model and task on a CPU laptop in minutes. The values are tuned by measurement
     # (issue 3): see fipo_bench.tiny for the task and the SFT warm-up.
@@ -105,6 +109,48 @@ PRESETS: dict[str, dict[str, Any]] = {
             {name: {"overlong_buffer": 12} for name in ("dapo", "fipo", "fipo-7b")}, 72),
         "tiny_task": {},
         "tiny_recipe": {},
+    },
+    # A small pretrained model of one's own (--model, 0.1B-1.5B) on one GPU or CPU: the default when
+    # --model is given without --preset. The published recipe [DAPO] where it does not depend on scale;
+    # batches and lengths cut to what one device trains in minutes per step. Not tuned by measurement.
+    MODEL_PRESET: {
+        **_PUBLISHED,
+        "model": None,  # --model gives it (build_config refuses this preset without one)
+        "dataset": None,  # --dataset gives it: a Hub download is no default on an offline machine
+        "num_train_problems": 0,  # all rows of the dataset
+        "num_steps": 100,
+        # 8 prompts x 8 samples = 64 responses per step (1/128 of [DAPO]'s 512 x 16); groups of 8 as the
+        # qwen2.5-0.5b preset, enough for a group of a weak model to hold a right answer now and then.
+        "rollout_batch_size": 8,
+        "samples_per_prompt": 8,
+        # 2 updates per step, as the tiny preset: FIPO's weights act from the second update on.
+        "mini_batch_size": 4,
+        # Gradient accumulation over 4 sequences: their float32 logits (4 x 2k tokens x a 152k vocab,
+        # Qwen2.5's) take ~5 GB; SmolLM2's 49k vocab ~1.6 GB.
+        "micro_batch_size": 4,
+        # Prompts as the model sees them (chat template + the dapo template, which the prompt builder
+        # applies whenever the tokenizer has a chat template), measured with SmolLM2's tokenizer on the
+        # offline copies: GSM8K max 275 tokens, AMC23 327, AIME24 505, MATH-500 p99 488 (max 1000),
+        # AIME25 926. 1024 keeps them all but one; a question that does not fit is dropped with a note.
+        "max_prompt_length": 1024,
+        # A small model's chain of thought on GSM8K/MATH-level problems fits in 1k tokens; [DAPO]'s 20k is
+        # for 32B models on AIME, and a CPU step is dominated by generating and training on these.
+        "max_response_length": 1024,  # and at evaluation (eval_max_response_length 0: the same)
+        # [DAPO]'s lr 1e-6 is for 7B-32B models at 512 prompts per step; small models take larger steps
+        # (tests/test_real_model.py moves SmolLM2-135M visibly at 1e-5 in 2 steps). 3e-6: between the two.
+        "lr": 3e-6,
+        # Dynamic sampling: at most 3 generation batches per step, not [DAPO]'s 10: a small model's groups
+        # are often all wrong, and each extra batch costs a whole generation on one device.
+        "max_gen_batches": 3,
+        # [DAPO]'s protocol (T 1.0, top-p 0.7) with 4 samples per problem, not 32: avg@4 on one device.
+        "eval_k": 4,
+        "eval_every": 25,
+        "checkpoint_every": 25,
+        "keep_checkpoints": 1,  # resume needs the newest; each holds the optimizer state (~6 GB at 0.5B)
+        "device": "auto",
+        # Overlong shaping over the last quarter (as qwen2.5-0.5b: 1024 of 4096; [DAPO]: 4096 of 20480).
+        "algo_overrides": _with_zoo({name: {"overlong_buffer": 256} for name in ("dapo", "fipo", "fipo-7b")},
+                                    1024),
     },
     # One GPU, Qwen2.5-0.5B: the published recipe scaled down (batch 64 x 8, 4k responses) so a step
     # takes about a minute; lr raised because the published 1e-6 barely moves a 0.5B model in 100 steps.

@@ -137,6 +137,19 @@ def naive_covariances(rows):
     return [[(a - mean_a) * (lp - mean_lp) for lp, _, a in row] for row in rows]
 
 
+def naive_clip_cov_candidates(alg, rows):
+    """Clip-Cov's candidates (i, t) in row-major order: covariance strictly inside (cov_lb, cov_ub), and
+    not already cut by PPO's clip."""
+    cov = naive_covariances(rows)
+    return [
+        (i, t)
+        for i, row in enumerate(rows)
+        for t, (lp, o, a) in enumerate(row)
+        if alg.cov_lb < cov[i][t] < alg.cov_ub
+        and not -a * clamp(math.exp(lp - o), 1 - alg.clip_low, 1 + alg.clip_high) > -a * math.exp(lp - o)
+    ]
+
+
 def naive_token_losses(alg, rows):
     """Per-row token losses of `alg` from its paper's equations, one token at a time."""
     name = alg.name
@@ -178,18 +191,10 @@ def naive_token_losses(alg, rows):
                 ]
                 for i, row in enumerate(rows)
             ]
-        candidates = [
-            (i, t)
-            for i, t in positions
-            if alg.cov_lb < cov[i][t] < alg.cov_ub
-            and not (
-                -rows[i][t][2]
-                * clamp(math.exp(rows[i][t][0] - rows[i][t][1]), 1 - alg.clip_low, 1 + alg.clip_high)
-                > -rows[i][t][2] * math.exp(rows[i][t][0] - rows[i][t][1])
-            )
-        ]
+        candidates = naive_clip_cov_candidates(alg, rows)
         k = max(int(alg.cov_ratio * n), 1)
-        draw = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(alg.selection_seed))
+        seed = GLOBAL_SEED if alg.selection_seed is None else alg.selection_seed  # the reference's draw
+        draw = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
         chosen = {candidates[j] for j in draw[:k].tolist()} if candidates else set()
         return [
             [
@@ -215,6 +220,8 @@ def naive_token_losses(alg, rows):
         out.append(losses)
     return out
 
+
+GLOBAL_SEED = 11  # torch.manual_seed before a loss whose draw comes from torch's global generator
 
 LOSS_SETTINGS = [
     ("dr-grpo", {}),
@@ -247,11 +254,13 @@ def test_losses_match_naive_per_token_loops(name, overrides):
                 1 + torch.rand(mask.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
             )
         alg = get_algorithm(name, **overrides)  # fresh: Clip-Cov's draw starts from selection_seed
+        torch.manual_seed(GLOBAL_SEED)  # or, by default, from torch's global generator
         loss, metrics = alg.policy_loss(logp, old, advantages, mask)
         rows = naive_token_losses(alg, rows_of(logp, old, advantages, mask))
         assert loss.dtype == torch.float64
         expected = aggregate_naive(rows, alg.loss_agg, alg.num_tokens_norm, mask.shape[1])
         assert loss.item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+        torch.manual_seed(GLOBAL_SEED)
         token_loss, loss_mask, _ = get_algorithm(name, **overrides).token_loss(logp, old, advantages, mask)
         flat = torch.tensor([x for row in rows for x in row], dtype=torch.float64)
         torch.testing.assert_close(token_loss[mask], flat, rtol=1e-10, atol=1e-12)
@@ -594,6 +603,30 @@ def test_gradcheck_float64(name):
 # Clip-Cov's random draw.
 
 
+def test_clip_cov_default_draw_is_the_reference_draw_from_torchs_global_generator():
+    # The 7B recipe (1 token of 32 detached) on 4 x 8 tokens with log-ratios spread over [-3, 3]: several
+    # tokens are candidates, so which one is detached depends on the draw. The reference (verl) takes
+    # torch.randperm of the row-major candidates from torch's global generator, right after the caller's
+    # torch.manual_seed: the default does the same (an own generator seeded 0 did not, for seeds != 0).
+    g = torch.Generator().manual_seed(7)
+    logp = -torch.rand(4, 8, generator=g, dtype=torch.float64) * 3
+    old = logp - (torch.rand(4, 8, generator=g, dtype=torch.float64) * 6 - 3)
+    advantages = torch.tensor([2.5, -1.5, 1.0, -2.0], dtype=torch.float64)
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    candidates = naive_clip_cov_candidates(get_algorithm("clip-cov"), rows_of(logp, old, advantages, mask))
+    assert len(candidates) >= 3
+    chosen = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        token_loss, _, metrics = get_algorithm("clip-cov").token_loss(logp, old, advantages, mask)
+        torch.manual_seed(seed)
+        expected = candidates[int(torch.randperm(len(candidates))[0])]
+        assert (token_loss == 0).nonzero().tolist() == [list(expected)], seed
+        assert metrics["cov_detached_frac"] == 1 / 32
+        chosen.add(expected)
+    assert len(chosen) > 1  # the seed decides
+
+
 def test_clip_cov_draw_is_seeded_per_instance_and_equals_the_global_generators():
     logp, old, advantages, mask = zoo_batch(12, adv_scale=3.0)
     settings = {"cov_ratio": 0.1, "clip_low": 0.2, "clip_high": 0.2}
@@ -643,10 +676,12 @@ def test_estimators_that_need_the_mask_say_so_and_legacy_estimators_still_work(m
 def test_token_loss_contract_dtypes_and_empty_batches(name):
     logp, old, advantages, mask = zoo_batch(13)
     alg = get_algorithm(name)
+    torch.manual_seed(GLOBAL_SEED)  # the same draw in both calls (Clip-Cov's, from the global generator)
     token_loss, loss_mask, metrics = alg.token_loss(logp, old, advantages, mask)
     assert token_loss.dtype == torch.float64 and loss_mask.dtype == torch.float32
     assert torch.isfinite(token_loss).all() and torch.equal(token_loss, token_loss * loss_mask)
     assert all(value.dim() == 0 for value in metrics.values())
+    torch.manual_seed(GLOBAL_SEED)
     loss, _ = get_algorithm(name).policy_loss(logp, old, advantages, mask)
     torch.testing.assert_close(loss, ops.aggregate(token_loss, loss_mask, alg.loss_agg, alg.num_tokens_norm))
     low = get_algorithm(name).policy_loss(logp.bfloat16(), old.bfloat16(), advantages.bfloat16(), mask)[0]

@@ -250,6 +250,22 @@ def test_extraction_returns_the_raw_answer():
     assert extract_answer("nothing") is None
 
 
+@pytest.mark.parametrize(
+    ("response", "verdict"),
+    [
+        # a program is no final value: without an anchor, a final paragraph of code has no answer
+        ("lambda: 0", N), ("f = lambda x, *a: 0", N), ("def f(): return 0", N), ("import os; 0", N),
+        ("from math import pi\nprint(0)", N), ("x.__class__ or 0", N),
+        ("def f():\n    return 0\n\nSo the value is 0.", C),  # the final paragraph is prose
+        ("def f():\n    return 0\n\n\\boxed{0}", C), ("Answer: 0\n\nimport os", C),  # anchors count
+        ("The eigenvalue $\\lambda$ is 0", C), ("With $\\lambda: x$ fixed, the sum is 0", C),  # math
+        ("We define the map f: 0", C), ("The __final__ value is 0", C), ("__import__('os') or 0", N),
+    ],
+)
+def test_code_is_no_final_value(response, verdict):
+    assert check_answer(response, "0").verdict == verdict
+
+
 def test_brace_matching():
     text = "\\boxed{a{b}c\\}d}"
     assert find_closing_brace(text, 6) == len(text) - 1

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fipo_bench.config import ConfigError, RunConfig, apply_sets, build_config
-from fipo_bench.presets import PRESETS
+from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, PRESETS
 
 
 def test_json_round_trip_is_identity():
@@ -111,7 +111,8 @@ def test_every_preset_builds_and_its_algorithm_overrides_are_valid():
     from fipo_bench.algorithms import get_algorithm
 
     for name in PRESETS:
-        cfg = build_config(name)
+        options = {"model": "org/model", "dataset": "d.jsonl"} if name == MODEL_PRESET else {}
+        cfg = build_config(name, options=options)
         for algo in cfg.algos:
             get_algorithm(algo, **cfg.algo_overrides.get(algo, {}))
 
@@ -128,6 +129,29 @@ def test_a_model_of_ones_own_is_evaluated_on_aime24_unless_told_otherwise(tmp_pa
     # Asked for explicitly, "tiny" with a model is an error that says which flag to pass.
     with pytest.raises(ConfigError, match=r"'eval_datasets'.*--set eval_datasets=aime24"):
         build_config("tiny", options={"model": "m", "dataset": "d"}, sets=["eval_datasets=tiny"])
+
+
+def test_a_model_without_a_preset_gets_the_real_model_preset(tmp_path):
+    own = {"model": "org/model", "dataset": "d.jsonl"}
+    cfg = build_config(options=own)
+    assert cfg.preset == MODEL_PRESET != BUILTIN_PRESET and cfg.model == "org/model"
+    # Not the built-in toy's limits (48 prompt tokens, 72 response tokens, lr 1e-4) ...
+    tiny = build_config()
+    assert tiny.preset == BUILTIN_PRESET
+    assert cfg.max_prompt_length >= 16 * tiny.max_prompt_length
+    assert cfg.max_response_length > tiny.max_response_length
+    assert cfg.lr < tiny.lr and cfg.eval_datasets == ("aime24",) and cfg.dataset == "d.jsonl"
+    # ... and the zoo's length-dependent settings follow this preset's response length.
+    assert build_config(options={**own, "algos": "dr-grpo,dapo"}).algo_overrides == {
+        "dr-grpo": {"max_tokens_norm": cfg.max_response_length}, "dapo": {"overlong_buffer": 256}}
+    # A model named by --set or a config file counts too; an explicit preset wins.
+    assert build_config(sets=["model=m", "dataset=d"]).preset == MODEL_PRESET
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(own))
+    assert build_config(config_file=path).preset == MODEL_PRESET
+    assert build_config(BUILTIN_PRESET, options=own).max_prompt_length == tiny.max_prompt_length
+    with pytest.raises(ConfigError, match=r"small-model.*pass --model"):
+        build_config(MODEL_PRESET)
 
 
 def test_dataset_without_a_model_is_refused_not_ignored():

@@ -233,3 +233,30 @@ def test_run_grpo_and_fipo_then_reload_and_evaluate_the_checkpoint(smollm2, tmp_
     final = read_jsonl(root / "fipo-seed0" / "eval" / "train" / "step-2" / "generations.jsonl")
     assert [(r["response"], r["num_tokens"], r["truncated"]) for r in rows] == [
         (r["response"], r["num_tokens"], r["truncated"]) for r in final]
+
+
+def test_a_model_without_a_preset_gets_the_real_model_preset(smollm2, fixture_data_dir, tmp_path,
+                                                              monkeypatch):
+    """The command of a user who names a model and nothing else: the real-model preset, said first; the
+    toy's 48-token prompt limit would refuse every prompt (chat + DAPO templates: ~100 tokens here)."""
+    from fipo_bench.presets import MODEL_PRESET
+
+    gguf, cache, _ = smollm2
+    monkeypatch.setenv("FIPO_BENCH_CACHE", str(cache))
+    monkeypatch.setenv("FIPO_BENCH_DATA", str(fixture_data_dir))  # aime24, the default evaluation
+    dataset = tmp_path / "p.jsonl"
+    dataset.write_text("".join(json.dumps({"problem": f"What is {a} + {b}?", "answer": str(a + b)}) + "\n"
+                               for a, b in ((2, 3), (7, 6), (10, 4))))
+    args = ["run", "--model", str(gguf), "--dataset", str(dataset), "--algos", "grpo", "--steps", "1",
+            "--output-dir", str(tmp_path / "out"), "--dry-run"]
+    output = invoke(args).output
+    assert output.startswith(f"preset: {MODEL_PRESET} (the default with --model")
+    resolved, _ = json.JSONDecoder().raw_decode(output[output.index("{"):])
+    assert (resolved["preset"], resolved["model"], resolved["num_steps"]) == (MODEL_PRESET, str(gguf), 1)
+    assert resolved["max_prompt_length"] == 1024 and resolved["eval_datasets"] == ["aime24"]
+    assert "dry run: every check passed" in output and not (tmp_path / "out").exists()
+    # A prompt that really does not fit is still refused, naming the field and the limit.
+    result = runner.invoke(app, [*args, "--set", "max_prompt_length=48"])
+    assert result.exit_code == 2, result.output
+    assert "error: config field 'max_prompt_length': no prompt of" in result.output
+    assert "fits in 48 tokens" in result.output

@@ -258,7 +258,8 @@ def test_model_and_dataset_path_uses_the_dataset_checker(reference_run, tmp_path
     invoke(["run", "--algos", "grpo", "--model", base, "--dataset", str(data), "--steps", "1", "--output-dir",
             str(tmp_path / "out"), "--run-name", "file", "--device", "cpu", "--set", "prompt_template=raw",
             "--set", f'eval_datasets=["{data}"]', "--set", "max_response_length=20", "--set",
-            "rollout_batch_size=4", "--set", "samples_per_prompt=4", "--set", "mini_batch_size=2"])
+            "rollout_batch_size=4", "--set", "samples_per_prompt=4", "--set", "mini_batch_size=2", "--set",
+            "eval_k=1"])  # (--model without --preset: the small-model preset, 4 samples per problem)
     d = tmp_path / "out" / "file" / "grpo-seed0"
     generations = read_jsonl(d / "eval" / "sums" / "step-1" / "generations.jsonl")
     assert len(generations) == len(rows)

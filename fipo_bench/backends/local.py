@@ -3,7 +3,8 @@
 One training step:
   1. rollout: B prompts x G samples from the current policy (fipo_bench.sampling, KV cache);
      the sampler's generator is seeded from (seed, step, generation batch), never from a shared RNG
-     stream, so every algorithm with the same seed sees the same prompts and the same first rollout;
+     stream, so every algorithm with the same seed sees the same prompts and the same first rollout
+     (torch's global generator is reseeded from (seed, step) before the updates, for losses that draw);
   2. rewards from the checker (+1 correct, -1 otherwise, as DAPO's rule reward; a response cut at the
      length limit is not correct); with `alg.dynamic_sampling`, groups failing `alg.keep_group` on
      correctness are dropped and more batches are generated until B groups are kept (at most
@@ -317,6 +318,9 @@ class LocalTrainer:
         update: dict[str, Any] = {"loss": None, "grad_norm": None, "updates": 0}
         lr = self.optimizer.param_groups[0]["lr"]
         if kept:
+            # Losses that draw from torch's global generator, as their reference code does (Clip-Cov's
+            # token selection), draw from (seed, step) here: a run is reproducible and resumable.
+            torch.manual_seed(seed_for("update", self.seed, step))
             update = self._update(self._assemble(kept))
         self.scheduler.step()
         step_time = time.perf_counter() - t0

@@ -228,7 +228,8 @@ def summary_table(results) -> Table:
 
 def run(
     algos: str = typer.Option(None, "--algos", help="Comma-separated names (default grpo,dapo,fipo)."),
-    preset: str = typer.Option("tiny", "--preset", help="Named config (fipo_bench.presets)."),
+    preset: str = typer.Option(None, "--preset", help="Named config (fipo_bench.presets); default: tiny, "
+                               "or small-model with --model."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
     backend: str = typer.Option(None, "--backend", help="local | openrlhf"),
     model: str = typer.Option(None, "--model", help="HF model dir, hub id or GGUF file (default: "
@@ -269,6 +270,9 @@ def run(
         fail(e)
     if not cfg.run_name:
         cfg = cfg.replace(run_name=cfg.default_run_name())
+    how = "--preset" if preset else "the default with --model" if cfg.model else "the default"
+    console.print(f"preset: {cfg.preset} ({how}; the presets: fipo_bench/presets.py)", markup=False,
+                  highlight=False, soft_wrap=True)
 
     if cfg.backend == "openrlhf":
         from fipo_bench.backends.openrlhf import launch

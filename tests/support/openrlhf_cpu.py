@@ -24,8 +24,11 @@ The substitutions, each where OpenRLHF (or vLLM) needs CUDA:
   (trainer/ray/vllm_engine.py:116-127), which receive each tensor in the Ray actor and, at the last one
   (OpenRLHF flags it with empty_cache=True, ppo_actor.py:427), hand them all to vLLM's own in-place
   reload (`reload_weights(weights_iterator=..., is_checkpoint_format=True)`) through `collective_rpc`.
-  After each sync the engine writes the weights it then holds to $FIPO_BENCH_CPU_ENGINE_DUMP/<algo>.*, so
-  the test can compare them with the saved checkpoint.
+  vLLM's reload restores each layer's checkpoint-format parameters, loads them and reruns the layer's
+  weight processing, so it also reaches the linear layers that vLLM-CPU repacks (module docstring of
+  tests/test_openrlhf_e2e.py). After each sync the engine writes what it then computes with to
+  $FIPO_BENCH_CPU_ENGINE_DUMP/<algo>.*: its log-probabilities of fixed probe sequences (what the test
+  compares with the saved checkpoint, whatever the engine's weight layout) and the parameters it holds.
 """
 
 from __future__ import annotations
@@ -33,11 +36,19 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import time
 
 import torch
 
 OWNER = __name__
 ENV_ENGINE_DUMP = "FIPO_BENCH_CPU_ENGINE_DUMP"
+PROBE_SHAPE = (8, 24)  # probe sequences x tokens: inside the tiny model's 64 positions
+
+
+def probe_token_ids(vocab_size: int) -> list[list[int]]:
+    """The fixed sequences whose log-probabilities the engine reports after a sync (seeded, any vocab)."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, vocab_size, PROBE_SHAPE, generator=generator).tolist()
 
 
 def setup_worker() -> None:
@@ -119,6 +130,22 @@ def _held_weights(worker) -> bytes:
     return save({name: p.detach().contiguous().clone() for name, p in model.named_parameters()})
 
 
+async def _probe_logprobs(llm) -> dict:
+    """The engine's log-probability of every probe token after the first, given the ones before it."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    sequences = probe_token_ids(llm.model_config.get_vocab_size())
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)  # skips the prefix cache
+    logprobs = []
+    for index, sequence in enumerate(sequences):
+        async for output in llm.generate(TokensPrompt(prompt_token_ids=sequence), params,
+                                         request_id=f"cpu-probe-{os.getpid()}-{index}-{time.monotonic_ns()}"):
+            final = output
+        logprobs.append([final.prompt_logprobs[t][token].logprob for t, token in enumerate(sequence) if t])
+    return {"token_ids": sequences, "logprobs": logprobs}
+
+
 def _patch_vllm_engine(module) -> None:
     from safetensors.torch import save
 
@@ -144,12 +171,13 @@ def _patch_vllm_engine(module) -> None:
         dump = os.environ.get(ENV_ENGINE_DUMP)
         if dump:
             (held,) = await self.llm.collective_rpc(_held_weights)
+            probe = await _probe_logprobs(self.llm)
             name = os.environ.get("FIPO_BENCH_ALGO", "engine")
             os.makedirs(dump, exist_ok=True)
             with open(os.path.join(dump, f"{name}.safetensors"), "wb") as out:
                 out.write(held)
             with open(os.path.join(dump, f"{name}.json"), "w") as out:
-                json.dump({"syncs": self._cpu_syncs, "parameters": sorted(weights)}, out)
+                json.dump({"syncs": self._cpu_syncs, "parameters": sorted(weights), "probe": probe}, out)
 
     for actor_class in (modified_class, modified_class.__ray_actor_class__):
         actor_class.init_process_group = init_process_group
