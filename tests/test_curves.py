@@ -87,10 +87,13 @@ def test_ranking_by_asymptote_then_efficiency():
     # Asymptotes told apart by their CIs: order by A whatever B is.
     apart = {"x": (_fit(0.6, 1.0), (0.58, 0.62)), "y": (_fit(0.7, 0.5), (0.68, 0.72))}
     assert rank_by_asymptote_then_efficiency(apart) == ["y", "x"]
-    # Overlapping CIs: a tie on A, broken by B (the more compute-efficient first).
+    # Each A inside the other's CI: a tie on A, broken by B (the more compute-efficient first).
     tied = {"x": (_fit(0.6, 2.0), (0.5, 0.7)), "y": (_fit(0.62, 1.0), (0.55, 0.69)),
             "z": (_fit(0.3, 9.0), None)}
     assert rank_by_asymptote_then_efficiency(tied) == ["x", "y", "z"]
+    # A fit whose CI covers everything does not tie with a well-measured one whose CI excludes it.
+    vague = {"x": (_fit(0.8, 1.0), (0.78, 0.82)), "y": (_fit(0.5, 5.0), (0.0, 1.0))}
+    assert rank_by_asymptote_then_efficiency(vague) == ["x", "y"]
     # Without CIs (one seed) only A counts.
     assert rank_by_asymptote_then_efficiency({"x": (_fit(0.6, 2.0), None), "y": (_fit(0.61, 1.0), None)}) == [
         "y", "x"]

@@ -201,7 +201,7 @@ def test_comparison_is_seed_level(demo):
                         str(seeds_for_power(0.05, sd, paired=True))]
     assert (c.seeds_needed_observed, c.seeds_needed_min_effect) == (4, 27)
     # The problem-level permutation p-value of the old report (0.25 here) is gone from the report.
-    assert "perm" not in text
+    assert "p (perm.)" not in text and "0.250" not in text
 
 
 def test_learning_speed_and_training_tables(demo):
@@ -458,22 +458,25 @@ def t3_two_sided_pvalue(t: float) -> float:
 
 @pytest.fixture(scope="module")
 def synthetic(synthetic_runs, tmp_path_factory):
-    """Three algorithms with planted asymptotes (grpo 1.0 < dapo 1.5 < fipo 2.5 logits over the base),
-    DAPO/FIPO with dynamic sampling (2 generation batches, half the groups kept), reported by the CLI with
-    one seed and with four."""
+    """Three algorithms with planted asymptotes (grpo 0.5 < dapo 1.5 < fipo 3.0 logits over the base, the
+    same midpoint), DAPO/FIPO with dynamic sampling (2 generation batches, half the groups kept), reported by
+    the CLI with one seed on one dataset and with four seeds on two."""
     import typer
 
     from fipo_bench.commands.report import report
 
     truth = synthetic_runs.AlgoTruth
-    algos = {"grpo": truth(asymptote=1.0), "dapo": truth(asymptote=1.5, kept=0.5, gen_batches=2),
-             "fipo": truth(asymptote=2.5, c_mid=40_000.0, kept=0.5, gen_batches=2)}
+    algos = {"grpo": truth(asymptote=0.5, c_mid=10_000.0),
+             "dapo": truth(asymptote=1.5, c_mid=10_000.0, kept=0.5, gen_batches=2),
+             "fipo": truth(asymptote=3.0, c_mid=10_000.0, kept=0.5, gen_batches=2)}
     root = tmp_path_factory.mktemp("synthetic")
     app = typer.Typer()
     app.command()(report)
     out = {}
-    for name, seeds in (("single", [0]), ("multi", [0, 1, 2, 3])):
-        results = synthetic_runs.write_results(root / name, algos, seeds,
+    for name, seeds, datasets in (("single", [0], ("synthetic",)),
+                                  ("multi", [0, 1, 2, 3], ("synthetic", "other"))):
+        results = synthetic_runs.write_results(root / name, algos, seeds, datasets=datasets,
+                                               eval_steps=(0, 5, 10, 20, 30, 40, 50, 60),
                                                command="fipo-bench run --algos grpo,dapo,fipo --steps 60")
         cli = CliRunner().invoke(app, [str(results)], env={"COLUMNS": "250"})
         assert cli.exit_code == 0, cli.output
@@ -539,18 +542,24 @@ def test_several_seeds_get_seed_level_numbers(synthetic):
         assert row[7].startswith(f"{share:.2f} [")
         assert row[8:] == [str(seeds_for_power(d.mean(), d.std(ddof=1), paired=True)),
                            str(seeds_for_power(0.05, d.std(ddof=1), paired=True))]
-    # The planted order of asymptotes, recovered by the fits: fipo first, grpo last.
-    fits = {f.algo: f for f in report.fits}
-    assert fits["fipo"].rank == 1 and fits["fipo"].fit.a > fits["grpo"].fit.a
-    assert all(f.fit.reliable and f.a_ci is not None and f.b_ci is not None for f in fits.values())
+    # The planted order of asymptotes, recovered by the fits on both datasets: the ranked (reliable) fits
+    # in the order fipo, dapo, grpo. grpo's small gain leaves its curve unturned on one of them.
+    for dataset in ("synthetic", "other"):
+        ranked = sorted((f for f in report.fits if f.dataset == dataset and f.rank), key=lambda f: f.rank)
+        planted = [a for a in ("fipo", "dapo", "grpo") if a in {f.algo for f in ranked}]
+        assert [f.algo for f in ranked] == planted
+        assert ranked[0].algo == "fipo" and len(ranked) >= 2
+        assert all(f.a_ci is not None and f.b_ci is not None for f in ranked)
+    fits = {f.algo: f for f in report.fits if f.dataset == "synthetic"}
     # C: generated + trained tokens. grpo: 1000 + 1000 per step; dapo: 1000 + 500 (half the groups kept).
-    assert fits["grpo"].compute.tolist() == [0, 20_000, 40_000, 60_000, 80_000, 120_000]
-    assert fits["dapo"].compute.tolist() == [0, 15_000, 30_000, 45_000, 60_000, 90_000]
-    fit_rows = markdown_rows(text, "Compute-performance fits", key=1)
-    assert fit_rows["fipo"][9:] == ["1", "reliable"]
+    assert fits["grpo"].compute.tolist() == [0, 10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000]
+    assert fits["dapo"].compute.tolist() == [0, 7_500, 15_000, 30_000, 45_000, 60_000, 75_000, 90_000]
+    fit_rows = markdown_rows(text, "Compute-performance fits", key=1)  # the last dataset's: synthetic
+    assert fit_rows["fipo"][0] == "synthetic" and fit_rows["fipo"][9:] == ["1", "reliable"]
     assert fit_rows["fipo"][5].startswith(f"{100 * fits['fipo'].fit.a:.1f} [")
     with open(results / "report" / "summary.csv") as f:
-        rows = {r["algorithm"]: r for r in csv.DictReader(f) if r["kind"] == "aggregate"}
+        rows = {r["algorithm"]: r for r in csv.DictReader(f) if r["kind"] == "aggregate" and
+                r["dataset"] == "synthetic"}
     assert float(rows["fipo"]["fit_a"]) == pytest.approx(fits["fipo"].fit.a)
     assert rows["fipo"]["fit_rank"] == "1"
     assert rows["fipo"]["fit_reliable"] == "True" and float(rows["fipo"]["fit_a_ci_low"]) < fits["fipo"].fit.a
@@ -573,3 +582,25 @@ def test_g_pass_and_maj_reach_the_report(synthetic):
     expected += [np.mean([s["mg_pass_at_k"]["8"] for s in summaries])]
     assert rows["fipo"][1:] == [f"{100 * v:.1f}" for v in expected]
     assert "G-Pass@8 τ=0.5 %" in output and "mG-Pass@8" in output
+
+
+def test_rliable_aggregates_across_datasets(synthetic):
+    from fipo_bench.report.stats import interquartile_mean
+
+    results, report, _ = synthetic["multi"]
+    scores = {a: np.array([[json.loads((results / f"{a}-seed{s}/eval/{d}/step-60/summary.json").read_text())
+                            ["avg_at_k"] for d in ("other", "synthetic")] for s in range(4)])
+              for a in ("grpo", "dapo", "fipo")}  # [runs, datasets], datasets in the report's (sorted) order
+    rows = markdown_rows((results / "report" / "report.md").read_text(), "Across datasets (rliable)")
+    for algo, x in scores.items():
+        # IQM over the 8 run x dataset scores: the middle 4 (a brute-force sort, not the library's).
+        assert interquartile_mean(x) == pytest.approx(np.sort(x.ravel())[2:6].mean())
+        assert rows[algo][2].startswith(f"{100 * np.sort(x.ravel())[2:6].mean():.1f} [")
+    # P(run > dapo run) per dataset over the 16 run pairs, then the mean over the two datasets.
+    x, y = scores["fipo"], scores["dapo"]
+    share = np.mean([(x[:, None, j] > y[None, :, j]).mean() + 0.5 * (x[:, None, j] == y[None, :, j]).mean()
+                     for j in range(2)])
+    assert rows["fipo"][3].startswith(f"{share:.2f} [") and rows["dapo"][3] == "baseline"
+    (fipo,) = [a for a in report.across_datasets if a.algo == "fipo"]
+    assert fipo.datasets == ("other", "synthetic") and fipo.improvement == pytest.approx(share)
+    assert fipo.improvement_ci[0] <= share <= fipo.improvement_ci[1]

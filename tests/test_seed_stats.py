@@ -215,7 +215,9 @@ def test_the_problem_level_test_is_not_calibrated_for_algorithms(synthetic_runs)
     comparisons: it ignores run-to-run variance, so it calls identical algorithms different far more often
     than 5%. The simulation can tell a miscalibrated test from a calibrated one."""
     pop = synthetic_runs.Population()
-    a, b = synthetic_runs.simulate_counts(pop, np.random.default_rng(7), replicates=600, seeds=8)
+    a, b = synthetic_runs.simulate_counts(pop, np.random.default_rng(108), replicates=1500, seeds=8)
     per_problem = (a - b).mean(axis=1) / pop.samples  # [replicates, problems]
-    p = np.array([paired_permutation_pvalue(d, n_resamples=2000, seed=0) for d in per_problem])
-    assert np.mean(p < 0.05) > 0.12  # SE at 600 replicates <= 0.015
+    p = np.array([paired_permutation_pvalue(d, n_resamples=1000, seed=0) for d in per_problem])
+    # About 15% (13-16% at 1, 3 and 8 seeds with 3000 replicates); SE at 1500 replicates <= 0.01, so it
+    # fails the calibration bound that the seed-level test passes.
+    assert np.mean(p < 0.05) > 0.10

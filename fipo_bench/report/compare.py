@@ -117,6 +117,20 @@ class SeedComparison:
 
 
 @dataclass(frozen=True)
+class AcrossDatasets:
+    """rliable's aggregates over the datasets as tasks: every seed that evaluated all of them is a run."""
+
+    algo: str
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    iqm: float
+    iqm_ci: tuple[float, float]
+    improvement: float | None
+    improvement_ci: tuple[float, float] | None
+    """P(run > baseline run) averaged over the datasets; None for the baseline itself."""
+
+
+@dataclass(frozen=True)
 class ComputeFit:
     """ScaleRL's curve fitted to one algorithm's seed-mean eval curve on one dataset."""
 
@@ -175,6 +189,7 @@ class Report:
     evals: list[EvalAggregate] = field(default_factory=list)
     comparisons: list[SeedComparison] = field(default_factory=list)
     fits: list[ComputeFit] = field(default_factory=list)
+    across_datasets: list[AcrossDatasets] = field(default_factory=list)
     speed: list[LearningSpeed] = field(default_factory=list)
     training: list[TrainingSummary] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -326,6 +341,33 @@ def _compare(dataset: str, algo: str, baseline: str, algo_finals, base_finals, m
                           seeds_needed_min_effect=needed_min)
 
 
+def _run_by_dataset_scores(runs: list[RunData], datasets: list[str]) -> tuple[tuple[int, ...], np.ndarray]:
+    """(seeds, scores [runs, datasets]): the last avg@k of the runs that evaluated every dataset."""
+    complete = [r for r in runs if all(r.evals.get(d) for d in datasets)]
+    scores = np.array([[r.evals[d][max(r.evals[d])].avg_at_k for d in datasets] for r in complete])
+    return tuple(r.seed for r in complete), scores.reshape(len(complete), len(datasets))
+
+
+def _across_datasets(report: Report) -> list[AcrossDatasets]:
+    """With two or more datasets: IQM over runs x datasets and P(run > baseline run) averaged over the
+    datasets, with stratified-bootstrap CIs (each dataset a stratum, as rliable's tasks)."""
+    datasets = [d for d in report.datasets if any(r.evals.get(d) for r in report.runs)]
+    if len(datasets) < 2:
+        return []
+    _, base = _run_by_dataset_scores(report.complete_runs(report.baseline), datasets)
+    rows = []
+    for algo in report.algos:
+        seeds, scores = _run_by_dataset_scores(report.complete_runs(algo), datasets)
+        if len(seeds) < 2:
+            continue
+        iqm, iqm_ci = iqm_with_ci(scores)
+        improvement, improvement_ci = None, None
+        if algo != report.baseline and len(base) >= 2:
+            improvement, improvement_ci = improvement_with_ci(scores, base)
+        rows.append(AcrossDatasets(algo, tuple(datasets), seeds, iqm, iqm_ci, improvement, improvement_ci))
+    return rows
+
+
 def step_compute(row: dict) -> float | None:
     """Training tokens one step cost: generated + trained (the C of the compute-performance fits).
 
@@ -402,6 +444,8 @@ def _compute_fit(dataset: str, algo: str, runs: list[RunData], notes: list[str])
                            r0=None if r0 is None else float(np.delete(accuracy[:, 0], i).mean()))
                for i in range(len(usable))]
         a_ci = jackknife_ci([f.a for f in loo], fit.a)
+        if a_ci is not None:  # A is an accuracy: the interval within [0, 1]
+            a_ci = (max(0.0, a_ci[0]), min(1.0, a_ci[1]))
         b_ci = jackknife_ci([f.b for f in loo], fit.b, log=True)
     dropped = len(runs) - len(usable)
     if dropped:
@@ -491,6 +535,7 @@ def build_report(results_dir: str | Path, baseline: str = "dapo",
                 fits.append(fit)
         report.fits.extend(_rank_fits(fits))
         report.speed.extend(_learning_speed(report, dataset))
+    report.across_datasets = _across_datasets(report)
     for algo in report.algos:
         if report.complete_runs(algo):
             report.training.append(_training_summary(algo, report.complete_runs(algo)))

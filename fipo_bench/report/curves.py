@@ -158,9 +158,10 @@ def jackknife_ci(leave_one_out: Sequence[float], full: float, confidence: float 
 
 def rank_by_asymptote_then_efficiency(
         fits: dict[str, tuple[CurveFit, tuple[float, float] | None]]) -> list[str]:
-    """ScaleRL's ordering: by A (higher first), and by B (higher first) among algorithms whose A differ
-    by less than the wider half-width of their A CIs (their asymptotes are not told apart). Walks the
-    A-sorted list and starts a new tier whenever an A falls below the tier's first by more than that."""
+    """ScaleRL's ordering: by A (higher first), and by B (higher first) among algorithms whose asymptotes
+    are not told apart: each A within the other's CI (their difference below the narrower half-width, so
+    a fit with a wide CI does not tie with everything). Walks the A-sorted list and starts a new tier
+    whenever an A falls below the tier's first by more than that."""
     def half_width(ci):
         return 0.0 if ci is None else (ci[1] - ci[0]) / 2.0
 
@@ -169,7 +170,7 @@ def rank_by_asymptote_then_efficiency(
     for name in ordered:
         if tiers:
             head = tiers[-1][0]
-            margin = max(half_width(fits[head][1]), half_width(fits[name][1]))
+            margin = min(half_width(fits[head][1]), half_width(fits[name][1]))
             if fits[head][0].a - fits[name][0].a < margin:
                 tiers[-1].append(name)
                 continue

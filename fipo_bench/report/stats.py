@@ -254,8 +254,10 @@ def seeds_for_power(difference: float, sd: float, *, paired: bool, power: float 
     """Fewest seeds (paired: seeds shared by both algorithms; unpaired: runs per algorithm) for which the
     two-sided t-test at level alpha detects `difference` with the given power, when run scores (or
     per-seed differences) have standard deviation `sd`. None when no difference or above max_seeds."""
-    if difference == 0 or not math.isfinite(difference) or not sd > 0:
-        return None if difference == 0 or not math.isfinite(difference) else 2
+    if difference == 0 or not math.isfinite(difference):
+        return None
+    if not sd > 0:  # no spread at all: two seeds show the difference exactly
+        return 2
     effect = abs(difference) / sd
     if t_test_power(effect, max_seeds, paired=paired, alpha=alpha) < power:
         return None

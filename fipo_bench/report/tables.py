@@ -155,6 +155,23 @@ def comparison_tables(report: Report) -> list[Table]:
     return tables
 
 
+def across_datasets_table(report: Report) -> Table | None:
+    if not report.across_datasets:
+        return None
+    rows = [[a.algo, seed_list(a.seeds), f"{_pct(a.iqm)} {_ci(a.iqm_ci)}",
+             "baseline" if a.algo == report.baseline else
+             "-" if a.improvement is None else f"{a.improvement:.2f} {_ci(a.improvement_ci, _prob)}"]
+            for a in report.across_datasets]
+    datasets = ", ".join(report.across_datasets[0].datasets)
+    caption = (f"rliable's aggregates with the datasets ({datasets}) as tasks, over the runs that evaluated "
+               f"all of them (at least 2 per algorithm): the interquartile mean of the runs' avg@k over runs "
+               f"x datasets, and the probability that a run beats a {report.baseline} run, averaged over the "
+               f"datasets; 95% CIs by stratified bootstrap (runs resampled within each dataset, 10,000 "
+               f"resamples).")
+    return Table("Across datasets (rliable)", ["algorithm", "seeds", "IQM % [95% CI]",
+                                               f"P(run > {report.baseline} run) [95% CI]"], rows, caption)
+
+
 def _prob(x: float) -> str:
     return f"{x:.2f}"
 
@@ -181,8 +198,8 @@ def fit_table(report: Report) -> Table | None:
                "(1 + (C_mid / C)^B) fitted by least squares to the seed-mean eval accuracy against C = "
                "training tokens generated + trained (cumulative). A: asymptote (%), B: compute efficiency, "
                "C_mid: tokens at half the gain; R_0: step-0 accuracy. CIs over seeds: leave-one-seed-out "
-               "jackknife. Rank: by A, then by B among algorithms whose A CIs overlap (ScaleRL's order), "
-               "reliable fits only. RMSE in pp.")
+               "jackknife. Rank: by A, then by B among algorithms whose A lie within each other's CIs "
+               "(ScaleRL's order), reliable fits only. RMSE in pp.")
     return Table("Compute-performance fits", ["dataset", "algorithm", "seeds", "points", "R_0 %",
                                               "A % [95% CI]", "B [95% CI]", "C_mid (tokens)", "RMSE pp",
                                               "rank", "fit"], rows, caption)
@@ -237,7 +254,9 @@ def incomplete_table(report: Report) -> Table | None:
 
 def all_tables(report: Report) -> list[Table]:
     tables = eval_tables(report) + comparison_tables(report)
-    for extra in (fit_table(report), speed_table(report), training_table(report), incomplete_table(report)):
+    extras = (across_datasets_table(report), fit_table(report), speed_table(report), training_table(report),
+              incomplete_table(report))
+    for extra in extras:
         if extra is not None:
             tables.append(extra)
     return tables

@@ -14,6 +14,7 @@ difficulty SD 1.5, run SD 0.25, run x problem SD 0.4, seed correlation 0.5.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +75,12 @@ class AlgoTruth:
 
 def write_results(root: Path, algos: dict[str, AlgoTruth], seeds: list[int], *,
                   pop: Population = Population(), eval_steps: tuple[int, ...] = (0, 10, 20, 30, 40, 60),
-                  seed: int = 0, command: str | None = None) -> Path:
+                  seed: int = 0, command: str | None = None,
+                  datasets: tuple[str, ...] = ("synthetic",)) -> Path:
     """A results/<run> directory in the documented layout (results/README.md), written with the project's
     own writers (fipo_bench.results, fipo_bench.evals.metrics), for algorithms with known curves. Samples
     answer "1" (the gold) when correct and a wrong number from {"2", "3", "4"} otherwise; runs of one seed
-    share their effects' seed component."""
+    share their effects' seed component. Each dataset has its own problems and run x problem effects."""
     from fipo_bench.evals.checker import CheckResult
     from fipo_bench.evals.io import generation_row
     from fipo_bench.evals.metrics import summarize_generations
@@ -89,26 +91,26 @@ def write_results(root: Path, algos: dict[str, AlgoTruth], seeds: list[int], *,
     (root / "run.json").write_text(json.dumps({
         "algos": list(algos), "seeds": seeds, "status": "completed", "preset": "synthetic",
         "backend": "local", **({"command": command} if command else {})}))
-    difficulty = pop.difficulty_sd * rng.standard_normal(pop.problems)
+    difficulty = {d: pop.difficulty_sd * rng.standard_normal(pop.problems) for d in datasets}
     shared = rng.standard_normal(len(seeds))
 
-    def evaluation(logits: np.ndarray, step: int) -> tuple[list[dict], dict]:
+    def evaluation(logits: np.ndarray, step: int, dataset: str) -> tuple[list[dict], dict]:
         correct = rng.random((pop.problems, pop.samples)) < _sigmoid(logits)[:, None]
         rows = [generation_row(f"p{j}", i, "Answer: x", "1", CheckResult(
             "correct" if ok else "incorrect", "1" if ok else str(rng.integers(2, 5))), 12, False)
             for j in range(pop.problems) for i, ok in enumerate(correct[j])]
-        return rows, summarize_generations(rows, dataset="synthetic", checkpoint=f"step-{step}",
-                                           k=pop.samples, sampling={})
+        return rows, summarize_generations(rows, dataset=dataset, checkpoint=f"step-{step}", k=pop.samples,
+                                           sampling={})
 
     # Step 0 evaluates the base checkpoint: one evaluation per seed, the same for every algorithm.
-    base = {s: evaluation(pop.level + difficulty, 0) for s in seeds}
+    base = {(s, d): evaluation(pop.level + difficulty[d], 0, d) for s in seeds for d in datasets}
     steps = max(eval_steps)
     for name, truth in algos.items():
         trained = truth.generated * min(truth.kept, 1.0 / truth.gen_batches)
         for i, s in enumerate(seeds):
             u = pop.run_sd * (np.sqrt(pop.seed_correlation) * shared[i]
                               + np.sqrt(1.0 - pop.seed_correlation) * rng.standard_normal())
-            v = pop.run_problem_sd * rng.standard_normal(pop.problems)
+            v = {d: pop.run_problem_sd * rng.standard_normal(pop.problems) for d in datasets}
             run = RunDir(root / run_dir_name(name, s))
             run.path.mkdir()
             run.write_config({"algo": name, "seed": s})
@@ -117,12 +119,12 @@ def write_results(root: Path, algos: dict[str, AlgoTruth], seeds: list[int], *,
                 run.append_metrics({"step": step, "accuracy": float(_sigmoid(pop.level + u)), "tokens_per_s":
                                     truth.generated / 2.0, "step_time_s": 2.0, "kept_groups_frac": truth.kept,
                                     "gen_batches": truth.gen_batches})
-            for step in eval_steps:
+            for step, d in itertools.product(eval_steps, datasets):
                 compute = step * (truth.generated + trained)
                 if compute == 0:
-                    run.write_eval(0, "synthetic", *base[s])
+                    run.write_eval(0, d, *base[s, d])
                     continue
                 gain = truth.asymptote / (1.0 + (truth.c_mid / compute) ** truth.b)
-                run.write_eval(step, "synthetic", *evaluation(pop.level + gain + difficulty + u + v, step))
+                run.write_eval(step, d, *evaluation(pop.level + gain + difficulty[d] + u + v[d], step, d))
             run.set_status("completed", steps)
     return root
