@@ -111,10 +111,6 @@ class SeedComparison:
     for the report's minimal effect, from the observed spread; None when it cannot be estimated (one run)
     or when no difference / more than 1000 would be needed."""
 
-    @property
-    def significant(self) -> bool:
-        return self.test.p_value is not None and self.test.p_value < SIGNIFICANCE
-
 
 @dataclass(frozen=True)
 class AcrossDatasets:

@@ -288,9 +288,9 @@ def _comparison_figure(report: Report, styles, path: Path) -> bool:
         comparisons = [x for x in report.comparisons if x.dataset == dataset]
         for y, c in enumerate(comparisons):
             colour, marker = styles[c.algo]
-            if c.differences_by_seed is not None:  # each seed's own difference
-                ax.scatter([100 * d for d in c.differences_by_seed], [y + 0.18] * len(c.differences_by_seed),
-                           color=colour, s=14, alpha=0.6, linewidths=0)
+            if c.differences_by_seed is not None:  # each seed's own difference, just above its bar
+                ax.scatter([100 * d for d in c.differences_by_seed], [y - 0.2] * len(c.differences_by_seed),
+                           color=colour, s=18, alpha=0.7, linewidths=0)
             ci = c.test.ci or (c.test.mean, c.test.mean)
             error = [[100 * (c.test.mean - ci[0])], [100 * (ci[1] - c.test.mean)]]
             ax.errorbar(100 * c.test.mean, y, xerr=error, color=colour, marker=marker, markersize=7,
@@ -300,12 +300,12 @@ def _comparison_figure(report: Report, styles, path: Path) -> bool:
                         bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.8})
         ax.axvline(0.0, color="#444444", linestyle=":", linewidth=1)
         ax.set_yticks(range(len(comparisons)), [comparison_label(x) for x in comparisons], fontsize=9)
-        ax.set_ylim(len(comparisons) - 0.3, -0.7)  # first algorithm on top
+        ax.set_ylim(len(comparisons) - 0.3, -0.8)  # first algorithm on top
         ax.margins(x=0.25)
         ax.set_xlabel(f"avg@k minus {report.baseline}'s (percentage points): dots = seeds, bar = 95% CI over "
                       "seeds")
-        ax.set_title(f"{dataset}: difference vs {report.baseline} at the last evaluation, runs as the unit "
-                     f"(> 0: better than {report.baseline})", fontsize=10)
+        ax.set_title(f"{dataset}: avg@k vs {report.baseline} at the last evaluation, runs as the unit (> 0: "
+                     f"better)", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     fig.savefig(path)
     return True
