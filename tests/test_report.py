@@ -14,6 +14,7 @@ import base64
 import csv
 import itertools
 import json
+import os
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -473,11 +474,14 @@ def synthetic(synthetic_runs, tmp_path_factory):
     app = typer.Typer()
     app.command()(report)
     out = {}
-    for name, seeds, datasets in (("single", [0], ("synthetic",)),
-                                  ("multi", [0, 1, 2, 3], ("synthetic", "other"))):
-        results = synthetic_runs.write_results(root / name, algos, seeds, datasets=datasets,
-                                               eval_steps=(0, 5, 10, 20, 30, 40, 50, 60),
-                                               command="fipo-bench run --algos grpo,dapo,fipo --steps 60")
+    plan = (("single", [0], ("synthetic",), (0, 30, 60)),
+            ("multi", [0, 1, 2, 3], ("synthetic", "other"), (0, 5, 10, 20, 40, 60)))
+    for name, seeds, datasets, steps in plan:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(os, "fsync", lambda fd: None)  # durability is not under test: hundreds of files
+            results = synthetic_runs.write_results(
+                root / name, algos, seeds, datasets=datasets, eval_steps=steps,
+                command="fipo-bench run --algos grpo,dapo,fipo --steps 60")
         cli = CliRunner().invoke(app, [str(results)], env={"COLUMNS": "250"})
         assert cli.exit_code == 0, cli.output
         out[name] = (results, build_report(results), cli.output)
@@ -552,8 +556,8 @@ def test_several_seeds_get_seed_level_numbers(synthetic):
         assert all(f.a_ci is not None and f.b_ci is not None for f in ranked)
     fits = {f.algo: f for f in report.fits if f.dataset == "synthetic"}
     # C: generated + trained tokens. grpo: 1000 + 1000 per step; dapo: 1000 + 500 (half the groups kept).
-    assert fits["grpo"].compute.tolist() == [0, 10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000]
-    assert fits["dapo"].compute.tolist() == [0, 7_500, 15_000, 30_000, 45_000, 60_000, 75_000, 90_000]
+    assert fits["grpo"].compute.tolist() == [0, 10_000, 20_000, 40_000, 80_000, 120_000]
+    assert fits["dapo"].compute.tolist() == [0, 7_500, 15_000, 30_000, 60_000, 90_000]
     fit_rows = markdown_rows(text, "Compute-performance fits", key=1)  # the last dataset's: synthetic
     assert fit_rows["fipo"][0] == "synthetic" and fit_rows["fipo"][9:] == ["1", "reliable"]
     assert fit_rows["fipo"][5].startswith(f"{100 * fits['fipo'].fit.a:.1f} [")

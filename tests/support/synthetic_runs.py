@@ -114,11 +114,11 @@ def write_results(root: Path, algos: dict[str, AlgoTruth], seeds: list[int], *,
             run = RunDir(root / run_dir_name(name, s))
             run.path.mkdir()
             run.write_config({"algo": name, "seed": s})
-            for step in range(1, steps + 1):
-                # tokens_per_s x step_time_s = the generated tokens, as the local trainer logs them
-                run.append_metrics({"step": step, "accuracy": float(_sigmoid(pop.level + u)), "tokens_per_s":
-                                    truth.generated / 2.0, "step_time_s": 2.0, "kept_groups_frac": truth.kept,
-                                    "gen_batches": truth.gen_batches})
+            # tokens_per_s x step_time_s = the generated tokens, as the local trainer logs them
+            run.write_metrics([{"step": step, "accuracy": float(_sigmoid(pop.level + u)),
+                                "tokens_per_s": truth.generated / 2.0, "step_time_s": 2.0,
+                                "kept_groups_frac": truth.kept, "gen_batches": truth.gen_batches}
+                               for step in range(1, steps + 1)])
             for step, d in itertools.product(eval_steps, datasets):
                 compute = step * (truth.generated + trained)
                 if compute == 0:
