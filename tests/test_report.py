@@ -304,6 +304,12 @@ def test_summary_missing_field_names_file(tmp_path):
     results = build_results(tmp_path)
     path = results / "fipo-seed0" / "eval" / "aime24" / "step-10" / "summary.json"
     summary = json.loads(path.read_text())
+    path.write_text(json.dumps({**summary, "g_pass_at_k": {"4": {"half": 0.5}}}))
+    with pytest.raises(ValueError, match=rf"{path}: field 'g_pass_at_k.4' has a non-number threshold key"):
+        build_report(results)
+    path.write_text(json.dumps({**summary, "maj_at_k": {"4": "0.5"}}))
+    with pytest.raises(ValueError, match=rf"{path}: field 'maj_at_k.4' must be a number"):
+        build_report(results)
     del summary["per_problem"]
     path.write_text(json.dumps(summary))
     with pytest.raises(ValueError, match=rf"{path}: missing field 'per_problem'"):

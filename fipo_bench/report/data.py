@@ -132,20 +132,29 @@ def _require(obj: dict, key: str, where: str):
     return obj[key]
 
 
-def _by_k(raw, where: str, name: str, *, nested: bool = False) -> dict:
-    """{"1": .., "2": ..} -> {1: .., 2: ..} sorted by k; values numbers (or objects when `nested`)."""
+def _by_threshold(raw, where: str, name: str) -> dict[float, float]:
+    """{"0.5": .., "1.0": ..} -> {0.5: .., 1.0: ..} (G-Pass@k's thresholds tau)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: field {name!r} must be an object {{\"0.5\": .., ...}}")
+    out = {}
+    for tau, value in raw.items():
+        try:
+            threshold = float(tau)
+        except ValueError:
+            raise ValueError(f"{where}: field {name!r} has a non-number threshold key {tau!r}") from None
+        out[threshold] = _number(value, where, f"{name}.{tau}")
+    return out
+
+
+def _by_k(raw, where: str, name: str, value=_number) -> dict:
+    """{"1": .., "2": ..} -> {1: .., 2: ..} sorted by k; `value(v, where, field)` reads each value."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: field {name!r} must be an object {{\"1\": .., ...}}")
     out = {}
-    for key, value in raw.items():
+    for key, v in raw.items():
         if not str(key).isdigit():
             raise ValueError(f"{where}: field {name!r} has a non-integer key {key!r}")
-        if nested:
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}: field '{name}.{key}' must be an object")
-            out[int(key)] = value
-        else:
-            out[int(key)] = _number(value, where, f"{name}.{key}")
+        out[int(key)] = value(v, where, f"{name}.{key}")
     return dict(sorted(out.items()))
 
 
@@ -159,16 +168,6 @@ def read_eval_summary(path: Path, dataset: str, step: int) -> EvalResult:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"{where}: field 'k' must be a positive integer, got {k!r}")
     pass_at_k = _by_k(_require(summary, "pass_at_k", where), where, "pass_at_k")
-    g_pass_raw = _by_k(summary.get("g_pass_at_k", {}), where, "g_pass_at_k", nested=True)
-    g_pass_at_k = {}
-    for k_, by_tau in g_pass_raw.items():
-        g_pass_at_k[k_] = {}
-        for tau, value in by_tau.items():
-            try:
-                g_pass_at_k[k_][float(tau)] = _number(value, where, f"g_pass_at_k.{k_}.{tau}")
-            except ValueError:
-                raise ValueError(f"{where}: field 'g_pass_at_k.{k_}' needs threshold keys like \"0.5\" and "
-                                 f"number values, got {tau!r}: {value!r}") from None
     length = _require(summary, "response_length", where)
     if not isinstance(length, dict):
         raise ValueError(f"{where}: field 'response_length' must be an object with 'mean' and 'median'")
@@ -189,7 +188,7 @@ def read_eval_summary(path: Path, dataset: str, step: int) -> EvalResult:
         pass_at_k=pass_at_k,
         cons_at_k=_number(summary.get("cons_at_k"), where, "cons_at_k", optional=True),
         maj_at_k=_by_k(summary.get("maj_at_k", {}), where, "maj_at_k"),
-        g_pass_at_k=g_pass_at_k,
+        g_pass_at_k=_by_k(summary.get("g_pass_at_k", {}), where, "g_pass_at_k", _by_threshold),
         mg_pass_at_k=_by_k(summary.get("mg_pass_at_k", {}), where, "mg_pass_at_k"),
         length_mean=_number(_require(length, "mean", where), where, "response_length.mean", optional=True),
         length_median=_number(_require(length, "median", where), where, "response_length.median",

@@ -100,7 +100,7 @@ def eval_tables(report: Report) -> list[Table]:
 
 def _sampling_table(dataset: str, rows_data) -> list[Table]:
     k = _largest_shared([e.g_pass_at_k for e in rows_data])
-    if k is None:
+    if k is None or k < 2:  # with one sample per problem all of these are avg@1 (and mG-Pass@1 is 0)
         return []
     taus = sorted(set.intersection(*(set(e.g_pass_at_k[k]) for e in rows_data)))
     maj_k = _largest_shared([e.maj_at_k for e in rows_data])
