@@ -51,8 +51,8 @@ DEFAULT_MIN_EFFECT = 0.05
 """The smallest difference in avg@k worth detecting (5 percentage points) for "seeds needed"."""
 SUGGESTED_SEEDS = 5
 """Seeds suggested when the between-seed spread is unknown (one run per algorithm): enough for the
-seed-level t-test to have a chance (with 2 seeds its 5% critical value is 12.7 standard errors), and the
-fewest Henderson et al. ("Deep Reinforcement Learning that Matters", AAAI 2018) advise."""
+seed-level t-test to have power (its two-sided 5% critical value is 12.7 standard errors with 2 seeds,
+4.3 with 3, 2.8 with 5); the report says how many more once the spread is known."""
 # Share of the baseline's eval-accuracy gain that defines "steps to threshold".
 THRESHOLD_GAIN_FRACTION = 0.5
 
