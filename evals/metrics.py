@@ -7,7 +7,18 @@
   1 - C(n-c, k) / C(n, k);
 - cons@k: majority vote over the normalized extracted answers of a problem (samples without an answer
   do not vote; ties go to the answer that appeared first);
-- a percentile-bootstrap confidence interval of avg@k, resampling problems.
+- maj@k: the same vote among k samples, as the unbiased estimate over every size-k subset of the n
+  samples (not the plug-in vote of the first k): the expected accuracy of a majority vote of k fresh
+  samples, ties split evenly (the expectation of breaking them at random). At k = n it is cons@k except
+  where the vote ties;
+- G-Pass@k_tau and mG-Pass@k: Liu et al. 2024, "Are Your LLMs Capable of Stable Reasoning?" (arXiv
+  2412.13147), exactly as open-compass/GPassK and lighteval compute them: the chance that at least
+  m = max(ceil(k tau), 1) of k samples drawn without replacement from the n are correct (a hypergeometric
+  tail; tau = 0 is pass@k), and mG-Pass@k = (2/k) sum_{i=ceil(k/2)+1}^{k} P(at least i of k correct), so
+  mG-Pass@1 = 0 (an empty sum). One difference: k > n is an error here; the references return 0;
+- a percentile-bootstrap confidence interval of avg@k, resampling problems (how precisely one
+  checkpoint's avg@k is known on this problem set; a comparison of algorithms needs seeds, see
+  fipo_bench.report.stats).
 """
 
 from __future__ import annotations
@@ -19,11 +30,18 @@ from collections.abc import Sequence
 from fipo_bench.evals.checker import VERDICTS
 from fipo_bench.evals.extract import normalize_answer
 
+G_PASS_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The thresholds GPassK and lighteval report."""
+
+
+def _check_nck(name: str, n: int, c: int, k: int) -> None:
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"{name} needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples of which c are correct (needs 1 <= k <= n, 0 <= c <= n)."""
-    if not (0 <= c <= n and 1 <= k <= n):
-        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    _check_nck("pass_at_k", n, c, k)
     if n - c < k:
         return 1.0
     # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i): a product of c terms, no huge binomials.
@@ -31,6 +49,69 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     for i in range(n - c + 1, n + 1):
         miss *= 1.0 - k / i
     return 1.0 - miss
+
+
+def _at_least(n: int, c: int, k: int, m: int) -> float:
+    """P(X >= m) for X ~ Hypergeometric(n samples, c correct, k drawn): exact integers, one division."""
+    ways = sum(math.comb(c, j) * math.comb(n - c, k - j) for j in range(max(m, 0), min(c, k) + 1))
+    return ways / math.comb(n, k)
+
+
+def g_pass_at_k(n: int, c: int, k: int, tau: float) -> float:
+    """G-Pass@k_tau from n samples of which c are correct: P(at least max(ceil(k tau), 1) of k correct).
+
+    The threshold is computed as the references do (ceil of the float product k * tau)."""
+    _check_nck("g_pass_at_k", n, c, k)
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"g_pass_at_k needs 0 <= tau <= 1, got {tau}")
+    return _at_least(n, c, k, max(math.ceil(k * tau), 1))
+
+
+def mg_pass_at_k(n: int, c: int, k: int) -> float:
+    """mG-Pass@k = (2/k) sum_{i=ceil(k/2)+1}^{k} P(at least i of k correct); 0 for k = 1."""
+    _check_nck("mg_pass_at_k", n, c, k)
+    return 2.0 * sum(_at_least(n, c, k, i) for i in range(math.ceil(k * 0.5) + 1, k + 1)) / k
+
+
+def maj_at_k(votes: Sequence[tuple[int, bool]], n: int, k: int) -> float:
+    """Unbiased maj@k of one problem: the mean, over every size-k subset of its n samples, of the
+    subset's majority vote being right (ties: the share of tied answers that are right; no vote: 0).
+
+    votes: (count, correct) per distinct normalized answer; the n - sum(counts) other samples have no
+    answer and do not vote. Exact: for each right answer j and each count x it gets in the subset, the
+    other answers must get at most x (those that get exactly x tie with it); a table over (samples
+    drawn from answers that can reach x, answers tied at x) counts those subsets, and answers with fewer
+    than x samples join the non-voters, which draw the rest freely. Counts are float64: n <= 1020.
+    """
+    import numpy as np
+
+    counts = [int(a) for a, _ in votes]
+    if any(a < 1 for a in counts) or sum(counts) > n or not 1 <= k <= n:
+        raise ValueError(f"maj_at_k needs vote counts >= 1 summing to <= n and 1 <= k <= n, got "
+                         f"counts={counts}, n={n}, k={k}")
+    total = math.comb(n, k)
+    if total > 1e300:
+        raise ValueError(f"maj_at_k: C({n}, {k}) overflows float64")
+    expected = 0.0
+    for j, (a_j, right) in enumerate(votes):
+        if not right:
+            continue
+        for x in range(1, min(a_j, k) + 1):
+            rivals = [a for i, a in enumerate(counts) if i != j and a >= x]
+            free = n - a_j - sum(rivals)
+            rest = k - x
+            table = np.zeros((rest + 1, len(rivals) + 1))  # [samples drawn, answers tied at x]
+            table[0, 0] = 1.0
+            for a in rivals:
+                grown = np.zeros_like(table)
+                for y in range(min(x, rest) + 1):
+                    tied = int(y == x)
+                    grown[y:, tied:] += math.comb(a, y) * table[:rest + 1 - y, :table.shape[1] - tied]
+                table = grown
+            fill = np.array([math.comb(free, rest - s) for s in range(rest + 1)], dtype=np.float64)
+            by_ties = fill @ table  # [answers tied at x]
+            expected += math.comb(a_j, x) * float(by_ties @ (1.0 / np.arange(1, len(rivals) + 2)))
+    return expected / total
 
 
 def bootstrap_ci(
@@ -86,7 +167,8 @@ def length_stats(lengths: Sequence[float]) -> dict[str, float | None]:
 def summarize_generations(rows: list[dict], *, dataset: str, checkpoint: str, k: int, sampling: dict) -> dict:
     """The summary.json of an evaluation from its generations.jsonl rows (results/README.md).
 
-    pass@k is reported for every power of two up to k that every problem has enough samples for.
+    pass@k, maj@k, G-Pass@k_tau and mG-Pass@k are reported for every power of two up to k that every
+    problem has enough samples for; each problem uses its own sample count n, then problems are averaged.
     """
     if not rows:
         raise ValueError("summarize_generations: no generations")
@@ -96,6 +178,7 @@ def summarize_generations(rows: list[dict], *, dataset: str, checkpoint: str, k:
 
     per_problem = []
     consensus_correct = []
+    problem_votes = []  # per problem: [(count, correct)] per distinct normalized answer
     for problem_id, samples in by_problem.items():
         num_correct = sum(bool(s["correct"]) for s in samples)
         per_problem.append({
@@ -105,16 +188,30 @@ def summarize_generations(rows: list[dict], *, dataset: str, checkpoint: str, k:
             "accuracy": num_correct / len(samples),
         })
         vote = majority_vote([s.get("extracted") for s in samples])
-        voters = [s for s in samples if s.get("extracted") and normalize_answer(s["extracted"]) == vote]
-        consensus_correct.append(vote is not None and any(s["correct"] for s in voters))
+        # An answer is right when any sample giving it was graded correct (as cons@k reads the vote).
+        answers: dict[str, list[int]] = {}
+        for s in samples:
+            answer = normalize_answer(s["extracted"]) if s.get("extracted") else ""
+            if answer:
+                tally = answers.setdefault(answer, [0, 0])
+                tally[0] += 1
+                tally[1] |= bool(s["correct"])
+        consensus_correct.append(vote is not None and bool(answers[vote][1]))
+        problem_votes.append([(count, bool(right)) for count, right in answers.values()])
 
     accuracies = [p["accuracy"] for p in per_problem]
     min_samples = min(p["num_samples"] for p in per_problem)
     powers = [2**i for i in range(int(math.log2(max(1, min(k, min_samples)))) + 1)]
-    pass_at = {
-        str(p): sum(pass_at_k(q["num_samples"], q["num_correct"], p) for q in per_problem) / len(per_problem)
-        for p in powers
-    }
+
+    def mean_over_problems(metric) -> float:
+        return sum(metric(q["num_samples"], q["num_correct"], votes)
+                   for q, votes in zip(per_problem, problem_votes, strict=True)) / len(per_problem)
+
+    pass_at = {str(j): mean_over_problems(lambda n, c, _, j=j: pass_at_k(n, c, j)) for j in powers}
+    g_pass = {str(j): {str(tau): mean_over_problems(lambda n, c, _, j=j, tau=tau: g_pass_at_k(n, c, j, tau))
+                       for tau in G_PASS_TAUS} for j in powers}
+    mg_pass = {str(j): mean_over_problems(lambda n, c, _, j=j: mg_pass_at_k(n, c, j)) for j in powers}
+    maj = {str(j): mean_over_problems(lambda n, _, votes, j=j: maj_at_k(votes, n, j)) for j in powers}
     lengths = [r["num_tokens"] for r in rows if r.get("num_tokens") is not None]
     truncated = [bool(r["truncated"]) for r in rows if r.get("truncated") is not None]
     verdicts = Counter(r["verdict"] for r in rows)
@@ -128,6 +225,9 @@ def summarize_generations(rows: list[dict], *, dataset: str, checkpoint: str, k:
         "avg_at_k_ci95": list(bootstrap_ci(accuracies)),
         "pass_at_k": pass_at,
         "cons_at_k": sum(consensus_correct) / len(consensus_correct),
+        "maj_at_k": maj,
+        "g_pass_at_k": g_pass,
+        "mg_pass_at_k": mg_pass,
         "response_length": length_stats(lengths),
         "truncation_rate": sum(truncated) / len(truncated) if truncated else None,
         "verdict_counts": {v: verdicts.get(v, 0) for v in VERDICTS},

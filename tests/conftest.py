@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,14 @@ def pytest_sessionfinish(session, exitstatus):
         reporter.write_line(f"FIPO_BENCH_NO_SKIPS=1: {len(skipped)} test(s) skipped; CI must run them all",
                             red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def synthetic_runs():
+    """tests/support/synthetic_runs.py: training runs with a known truth (simulation and results dirs)."""
+    spec = importlib.util.spec_from_file_location(
+        "synthetic_runs", REPO_ROOT / "tests" / "support" / "synthetic_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -295,6 +295,13 @@ def test_score_with_problem_ids(tmp_path, fixture_data_dir):
     assert summary["cons_at_k"] == pytest.approx(1.0)
     assert summary["response_length"]["mean"] == pytest.approx(8.0)
     assert summary["truncation_rate"] == pytest.approx(0.5)
+    # maj@1: 60 votes 401 twice (1), 61 has one vote of 2 samples (1/2) -> .75; maj@2: both right -> 1.
+    # G-Pass@2 at tau = 1 and mG-Pass@2 (i from 2 to 2): both of 2 correct: 60 yes, 61 no -> .5.
+    assert summary["maj_at_k"] == pytest.approx({"1": 0.75, "2": 1.0})
+    assert summary["g_pass_at_k"]["2"] == pytest.approx({"0.0": 1.0, "0.25": 1.0, "0.5": 1.0, "0.75": 0.5,
+                                                         "1.0": 0.5})
+    assert summary["mg_pass_at_k"] == pytest.approx({"1": 0.0, "2": 0.5})
+    assert "maj@2" in result.output and "mG-Pass@k" in result.output and "0.5000" in result.output
 
 
 def test_score_with_inline_answers_and_errors(tmp_path):

@@ -14,6 +14,7 @@ import base64
 import csv
 import itertools
 import json
+import os
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -160,34 +161,48 @@ def test_eval_table_shows_the_known_numbers(demo):
     rows = markdown_rows((out / "report.md").read_text(), "Evaluation: aime24")
     assert set(rows) == {"dapo", "fipo"}  # grpo has no completed run
     dapo, fipo = rows["dapo"], rows["fipo"]
-    assert dapo[1:3] == ["0,1", "10"] and fipo[1:3] == ["0,1", "10"]
-    # avg@4 CI: bootstrap over problems of per-problem accuracy averaged over seeds.
+    assert dapo[1:4] == ["0,1", "10", "37.5"] and fipo[1:4] == ["0,1", "10", "62.5"]
+    # 95% CI over runs: t-interval of the seeds' avg@4. dapo: 7/16 and 5/16, SD = (1/8) / sqrt(2), SE = 1/16,
+    # t_{.975, 1} = 12.7062 -> 37.5 +- 79.41 = [-41.9, 116.9]; fipo's two seeds agree: no spread.
+    assert dapo[4] == "[-41.9, 116.9]" and fipo[4] == "[62.5, 62.5]"
+    # 95% CI over problems: bootstrap over problems of per-problem accuracy averaged over seeds.
     # dapo: ([4,2,0,1] + [3,1,1,0]) / 8 = [.875, .375, .125, .125]; fipo: [1, .875, .125, .5]
-    for row, mean, per_problem in ((dapo, "37.5", [0.875, 0.375, 0.125, 0.125]),
-                                   (fipo, "62.5", [1.0, 0.875, 0.125, 0.5])):
+    for row, per_problem in ((dapo, [0.875, 0.375, 0.125, 0.125]), (fipo, [1.0, 0.875, 0.125, 0.5])):
         low, high = bootstrap_ci(per_problem)
-        assert row[3] == f"{mean} [{100 * low:.1f}, {100 * high:.1f}]"
+        assert row[5] == f"[{100 * low:.1f}, {100 * high:.1f}]"
+    # IQM of 2 runs cuts int(0.5) = 0 runs: the mean. Its bootstrap resamples are the mean of 2 draws from
+    # {7/16, 5/16}: 5/16 and 7/16 with probability 1/4 each, so the 2.5% and 97.5% quantiles are those.
+    assert dapo[6] == "37.5 [31.2, 43.8]" and fipo[6] == "62.5 [62.5, 62.5]"
     # Per seed 7/16, 5/16, 10/16: 43.75 and 31.25 are exact binary ties, formatted half-to-even.
-    assert dapo[4] == "43.8 / 31.2" and fipo[4] == "62.5 / 62.5"
+    assert dapo[7] == "43.8 / 31.2" and fipo[7] == "62.5 / 62.5"
     # pass@4 = share of problems with a correct sample: dapo 3/4, 3/4; fipo 4/4, 3/4.
-    assert dapo[5] == "75.0" and fipo[5] == "87.5"
-    assert dapo[6] == "37.5" and fipo[6] == "75.0"  # cons: (.5 + .25) / 2, (.75 + .75) / 2
-    assert dapo[7:9] == ["15.0", "15.0"] and fipo[7:9] == ["40.0", "40.0"]  # lengths (10, 20), (30, 50)
-    assert dapo[9] == "25.0" and fipo[9] == "12.5"  # truncation (0 + .5) / 2, .125
-    assert dapo[10] == "baseline"
-    # Paired per-problem differences, averaged over seeds 0 and 1:
-    #   seed 0: [4,3,1,2]/4 - [4,2,0,1]/4 = [0, .25, .25, .25]; seed 1: [4,4,0,2]/4 - [3,1,1,0]/4 =
-    #   [.25, .75, -.25, .5]; mean = [.125, .5, 0, .375] -> Δ = .25.
-    # Sign flips of the 3 non-zero ones: |sum| = 1 only with all signs equal -> p = 2/8 = .25.
-    low, high = bootstrap_ci([0.125, 0.5, 0.0, 0.375])
-    assert fipo[10] == f"+25.0 [{100 * low:+.1f}, {100 * high:+.1f}]"
-    # That bootstrap CI excludes 0 (no resample of 4 problems is all-zero often enough) while p = .25: the
-    # table flags the disagreement instead of showing the two side by side without a word.
-    assert low > 0 and fipo[11] == "0.250 †"
-    (diff,) = report.diffs
-    assert (diff.algo, diff.seeds, diff.num_problems) == ("fipo", (0, 1), 4)
-    assert diff.mean == pytest.approx(0.25) and diff.p_value == pytest.approx(0.25)
-    assert diff.ci == pytest.approx(bootstrap_ci([0.125, 0.5, 0.0, 0.375]))
+    assert dapo[8] == "75.0" and fipo[8] == "87.5"
+    assert dapo[9] == "37.5" and fipo[9] == "75.0"  # cons: (.5 + .25) / 2, (.75 + .75) / 2
+    assert dapo[10:12] == ["15.0", "15.0"] and fipo[10:12] == ["40.0", "40.0"]  # lengths (10, 20), (30, 50)
+    assert dapo[12] == "25.0" and fipo[12] == "12.5"  # truncation (0 + .5) / 2, .125
+
+
+def test_comparison_is_seed_level(demo):
+    from fipo_bench.report.stats import seeds_for_power
+
+    _, out, report, _ = demo
+    text = (out / "report.md").read_text()
+    (fipo,) = markdown_rows(text, "Seed-level comparison vs dapo: aime24").values()
+    # Per-seed differences: seed 0: 10/16 - 7/16 = 3/16, seed 1: 10/16 - 5/16 = 5/16 -> mean 1/4, SD of the
+    # differences (1/8) / sqrt(2), SE 1/16, t = 4 on 1 df: p = 1 - (2/pi) atan(4) = 0.156 (Cauchy).
+    # CI: 25 +- 12.7062 x 6.25 = [-54.4, +104.4]. Every fipo run beats every dapo run: P = 1.
+    assert fipo[:8] == ["fipo", "2 / 2", "paired t (2 seeds)", "+25.0", "[-54.4, +104.4]", "0.156",
+                        "+18.8 / +31.2", "1.00 [1.00, 1.00]"]
+    (c,) = report.comparisons
+    assert c.test.p_value == pytest.approx(1 - 2 / np.pi * np.arctan(4.0), abs=1e-12)
+    sd = 0.125 / np.sqrt(2)
+    assert c.test.sd == pytest.approx(sd)
+    # Seeds for 80% power from that spread: d_z = .25 / sd = 2.83 and .05 / sd = .57.
+    assert fipo[8:] == [str(seeds_for_power(0.25, sd, paired=True)),
+                        str(seeds_for_power(0.05, sd, paired=True))]
+    assert (c.seeds_needed_observed, c.seeds_needed_min_effect) == (4, 27)
+    # The problem-level permutation p-value of the old report (0.25 here) is gone from the report.
+    assert "p (perm.)" not in text and "0.250" not in text
 
 
 def test_learning_speed_and_training_tables(demo):
@@ -223,6 +238,7 @@ def test_incomplete_runs_are_flagged_and_excluded(demo):
     assert set(aggregates) == {"dapo", "fipo"}
     assert float(aggregates["fipo"]["avg_at_k"]) == 0.625 and aggregates["fipo"]["seeds"] == "0,1"
     assert float(aggregates["fipo"]["diff_vs_baseline"]) == pytest.approx(0.25)
+    assert aggregates["fipo"]["diff_test"] == "paired" and aggregates["dapo"]["diff_test"] == ""
     failed = [r for r in rows if r["kind"] == "run" and r["algorithm"] == "fipo" and r["seeds"] == "2"]
     assert len(failed) == 1 and failed[0]["status"] == "failed" and float(failed[0]["avg_at_k"]) == 0.0
     assert any(r["algorithm"] == "grpo" and r["status"] == "no status.json" for r in rows)
@@ -251,7 +267,8 @@ def test_html_embeds_every_png_and_pngs_are_valid(demo):
     parser.close()
     pngs = sorted(out.glob("*.png"))
     assert {p.name for p in pngs} >= {"training_curves.png", "fipo_weights.png", "eval_curves.png",
-                                       "length_distribution_aime24.png", "paired_differences.png"}
+                                       "length_distribution_aime24.png", "seed_differences.png",
+                                       "compute_curves.png"}
     embedded = {base64.b64decode(s.removeprefix("data:image/png;base64,")) for s in parser.sources}
     assert all(s.startswith("data:image/png;base64,") for s in parser.sources)
     assert len(parser.sources) == len(pngs)
@@ -287,6 +304,12 @@ def test_summary_missing_field_names_file(tmp_path):
     results = build_results(tmp_path)
     path = results / "fipo-seed0" / "eval" / "aime24" / "step-10" / "summary.json"
     summary = json.loads(path.read_text())
+    path.write_text(json.dumps({**summary, "g_pass_at_k": {"4": {"half": 0.5}}}))
+    with pytest.raises(ValueError, match=rf"{path}: field 'g_pass_at_k.4' has a non-number threshold key"):
+        build_report(results)
+    path.write_text(json.dumps({**summary, "maj_at_k": {"4": "0.5"}}))
+    with pytest.raises(ValueError, match=rf"{path}: field 'maj_at_k.4' must be a number"):
+        build_report(results)
     del summary["per_problem"]
     path.write_text(json.dumps(summary))
     with pytest.raises(ValueError, match=rf"{path}: missing field 'per_problem'"):
@@ -298,10 +321,10 @@ def test_runs_without_evals_or_baseline(tmp_path):
     write_run(results, "grpo", 0, "completed", lambda s: 0.1 * s, {})
     write_run(results, "fipo", 0, "running", lambda s: 0.1 * s, {}, num_steps=4)
     report = build_report(results, baseline="dapo")
-    assert report.evals == [] and report.diffs == []
+    assert report.evals == [] and report.comparisons == []
     assert any("baseline 'dapo' has no completed run" in n for n in report.notes)
     out = write_report(results, tmp_path / "out", baseline="dapo")
-    assert (out / "training_curves.png").is_file() and not (out / "paired_differences.png").exists()
+    assert (out / "training_curves.png").is_file() and not (out / "seed_differences.png").exists()
     assert "fipo-seed0 | running | 4" in (out / "report.md").read_text()
 
 
@@ -388,45 +411,26 @@ def test_reads_what_the_evals_writer_writes(tmp_path):
         write_eval_dir(run_dir / "eval" / "aime24" / "step-3", rows, summary)
     report = build_report(results)
     evals = {e.algo: e for e in report.evals}
-    # dapo per problem [.5, 0, 1] -> 50 %; fipo [1, .5, 1] -> 83.3 %; one seed, so the CI is exactly
-    # summary.json's own (same values, same order, same bootstrap).
+    # dapo per problem [.5, 0, 1] -> 50 %; fipo [1, .5, 1] -> 83.3 %; one seed, so the problem-level CI is
+    # exactly summary.json's own (same values, same order, same bootstrap), and there is no CI over runs.
     assert evals["dapo"].avg_at_k == pytest.approx(0.5) and evals["fipo"].avg_at_k == pytest.approx(5 / 6)
     saved = json.loads((results / "fipo-seed0/eval/aime24/step-3/summary.json").read_text())
-    assert list(evals["fipo"].avg_at_k_ci) == pytest.approx(saved["avg_at_k_ci95"])
+    assert list(evals["fipo"].problem_ci) == pytest.approx(saved["avg_at_k_ci95"])
+    assert evals["fipo"].seed_ci is None and evals["fipo"].iqm is None
     assert evals["dapo"].length_mean is None and evals["fipo"].length_mean == 7.0
-    (diff,) = report.diffs  # [1 - .5, .5 - 0, 1 - 1] = [.5, .5, 0] -> mean 1/3; flips of 2 -> p = 2/4
-    assert diff.mean == pytest.approx(1 / 3) and diff.p_value == 0.5
+    # maj@2, G-Pass@2 and mG-Pass@2 come through from summary.json: fipo [2, 1, 2] correct of 2.
+    assert evals["fipo"].g_pass_at_k[2][1.0] == pytest.approx((1 + 0 + 1) / 3)
+    assert evals["fipo"].mg_pass_at_k[2] == pytest.approx(2 / 3)
+    assert evals["fipo"].maj_at_k[1] == pytest.approx(5 / 6)
+    (c,) = report.comparisons  # one run each: a difference, and no test
+    assert c.test.mean == pytest.approx(1 / 3) and c.test.design == "none"
+    assert c.test.p_value is None and c.test.ci is None and c.improvement is None
     out = write_report(results)
     assert out == results / "report"
     dapo_row = markdown_rows((out / "report.md").read_text(), "Evaluation: aime24")["dapo"]
     # pass@2 with n = 2 samples: 1 if any sample is correct -> (1 + 0 + 1) / 3; no lengths -> "-".
-    assert dapo_row[5] == "66.7" and dapo_row[7:10] == ["-", "-", "-"]
-
-
-def test_a_ci_that_disagrees_with_the_test_is_flagged_and_explained(demo):
-    from fipo_bench.report.compare import PairedDiff
-    from fipo_bench.report.plots import diff_annotation, diff_label
-
-    _, out, report, _ = demo
-    (diff,) = report.diffs
-    assert diff.tests_disagree  # CI above 0, p = .25
-    text = (out / "report.md").read_text()
-    caption = text.split("## Evaluation: aime24", 1)[1].split("## ", 1)[0]
-    assert "† The bootstrap CI and the permutation test disagree" in caption
-    assert "the p-value decides" in caption
-    assert any("disagree about 5% significance" in n and "not significant" in n for n in report.notes)
-    assert "CI and test disagree: not significant by the test" in diff_annotation(diff)
-
-    def paired(ci, p, seeds=(0, 1)):
-        return PairedDiff("d", "fipo", "dapo", seeds, 30, 0.1, ci, p)
-
-    # Agreement either way carries no mark; a CI across 0 beside p < .05 is the other disagreement.
-    assert not paired((0.02, 0.2), 0.01).tests_disagree and not paired((-0.02, 0.2), 0.2).tests_disagree
-    assert paired((-0.02, 0.2), 0.01).tests_disagree and paired((-0.3, -0.01), 0.2).tests_disagree
-    assert "disagree" not in diff_annotation(paired((0.02, 0.2), 0.01))
-    # "1 seed", not "1 seeds".
-    assert diff_label(paired((0.02, 0.2), 0.01, seeds=(0,))) == "fipo\n(1 seed, 30 problems)"
-    assert diff_label(diff) == "fipo\n(2 seeds, 4 problems)"
+    assert dapo_row[8] == "66.7" and dapo_row[10:13] == ["-", "-", "-"]
+    assert dapo_row[4] == "-" and dapo_row[6] == "-"  # no CI over runs, no IQM from one run
 
 
 def test_repeated_identical_steps_are_read_once_and_conflicting_ones_name_both_lines(tmp_path):
@@ -444,3 +448,169 @@ def test_repeated_identical_steps_are_read_once_and_conflicting_ones_name_both_l
     metrics.write_text("".join(lines[:4] + [conflicting] + lines[4:]))
     with pytest.raises(ValueError, match=rf"{metrics}:5: repeats line 3 .*'accuracy'"):
         build_report(results)
+
+
+# ----------------------------------------------------------------------------------------------------
+# End to end on synthetic results directories with a known truth (tests/support/synthetic_runs.py)
+
+T_975_DF3 = 3.18244631
+
+
+def t3_two_sided_pvalue(t: float) -> float:
+    """Student's t with 3 degrees of freedom in closed form: 1 - (2/pi) (atan(x) + x / (1 + x^2)) with
+    x = t / sqrt 3."""
+    x = abs(t) / np.sqrt(3)
+    return float(1 - 2 / np.pi * (np.arctan(x) + x / (1 + x**2)))
+
+
+@pytest.fixture(scope="module")
+def synthetic(synthetic_runs, tmp_path_factory):
+    """Three algorithms with planted asymptotes (grpo 0.5 < dapo 1.5 < fipo 3.0 logits over the base, the
+    same midpoint), DAPO/FIPO with dynamic sampling (2 generation batches, half the groups kept), reported by
+    the CLI with one seed on one dataset and with four seeds on two."""
+    import typer
+
+    from fipo_bench.commands.report import report
+
+    truth = synthetic_runs.AlgoTruth
+    algos = {"grpo": truth(asymptote=0.5, c_mid=10_000.0),
+             "dapo": truth(asymptote=1.5, c_mid=10_000.0, kept=0.5, gen_batches=2),
+             "fipo": truth(asymptote=3.0, c_mid=10_000.0, kept=0.5, gen_batches=2)}
+    root = tmp_path_factory.mktemp("synthetic")
+    app = typer.Typer()
+    app.command()(report)
+    out = {}
+    plan = (("single", [0], ("synthetic",), (0, 30, 60)),
+            ("multi", [0, 1, 2, 3], ("synthetic", "other"), (0, 5, 10, 20, 40, 60)))
+    for name, seeds, datasets, steps in plan:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(os, "fsync", lambda fd: None)  # durability is not under test: hundreds of files
+            results = synthetic_runs.write_results(
+                root / name, algos, seeds, datasets=datasets, eval_steps=steps,
+                command="fipo-bench run --algos grpo,dapo,fipo --steps 60")
+        cli = CliRunner().invoke(app, [str(results)], env={"COLUMNS": "250"})
+        assert cli.exit_code == 0, cli.output
+        out[name] = (results, build_report(results), cli.output)
+    return out
+
+
+def final_scores(results: Path, algo: str, seeds) -> np.ndarray:
+    return np.array([json.loads((results / f"{algo}-seed{s}/eval/synthetic/step-60/summary.json").read_text())
+                     ["avg_at_k"] for s in seeds])
+
+
+def test_one_seed_gets_no_p_value_but_the_reason_and_the_command(synthetic):
+    from fipo_bench.report.compare import NO_TEST_REASON
+
+    results, report, output = synthetic["single"]
+    text = (results / "report" / "report.md").read_text()
+    rows = markdown_rows(text, "Seed-level comparison vs dapo: synthetic")
+    for algo in ("grpo", "fipo"):
+        row = rows[algo]
+        difference = final_scores(results, algo, [0])[0] - final_scores(results, "dapo", [0])[0]
+        assert row[1:4] == ["1 / 1", "none: 1 run", f"{100 * difference:+.1f}"]
+        assert row[4:8] == ["-", "-", "-", "-"] and row[8:] == ["- (needs 2 runs)"] * 2
+    command = (f"fipo-bench run --algos grpo,dapo,fipo --steps 60 --seeds 0,1,2,3,4 --run-name single "
+               f"--output-dir {results.parent.resolve()}")
+    assert NO_TEST_REASON in text and command in text
+    assert "no p-value or CI" in " ".join(output.split())  # the terminal shows the caption too
+    evals = markdown_rows(text, "Evaluation: synthetic")
+    assert evals["fipo"][4] == "-" and evals["fipo"][6] == "-"  # no CI over runs, no IQM
+    with open(results / "report" / "summary.csv") as f:
+        rows = {r["algorithm"]: r for r in csv.DictReader(f) if r["kind"] == "aggregate"}
+    assert rows["fipo"]["diff_test"] == "none" and rows["fipo"]["diff_p_value"] == ""
+
+
+def test_several_seeds_get_seed_level_numbers(synthetic):
+    from fipo_bench.report.stats import seeds_for_power
+
+    results, report, _ = synthetic["multi"]
+    text = (results / "report" / "report.md").read_text()
+    dapo = final_scores(results, "dapo", range(4))
+    evals = markdown_rows(text, "Evaluation: synthetic")
+    for algo in ("grpo", "dapo", "fipo"):
+        scores = final_scores(results, algo, range(4))
+        half = T_975_DF3 * scores.std(ddof=1) / 2
+        assert evals[algo][4] == f"[{100 * (scores.mean() - half):.1f}, {100 * (scores.mean() + half):.1f}]"
+        assert evals[algo][7] == " / ".join(f"{100 * s:.1f}" for s in scores)
+        # IQM of 4 runs: the middle two.
+        assert evals[algo][6].startswith(f"{100 * np.sort(scores)[1:3].mean():.1f} [")
+    rows = markdown_rows(text, "Seed-level comparison vs dapo: synthetic")
+    for algo in ("grpo", "fipo"):
+        d = final_scores(results, algo, range(4)) - dapo
+        se = d.std(ddof=1) / 2
+        row = rows[algo]
+        assert row[1:4] == ["4 / 4", "paired t (4 seeds)", f"{100 * d.mean():+.1f}"]
+        low, high = d.mean() - T_975_DF3 * se, d.mean() + T_975_DF3 * se
+        assert row[4] == f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+        p = t3_two_sided_pvalue(d.mean() / se)
+        assert row[5] == (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+        assert row[6] == " / ".join(f"{100 * x:+.1f}" for x in d)
+        # P(run > dapo run) over the 16 run pairs.
+        scores = final_scores(results, algo, range(4))
+        share = np.mean(scores[:, None] > dapo[None, :]) + 0.5 * np.mean(scores[:, None] == dapo[None, :])
+        assert row[7].startswith(f"{share:.2f} [")
+        assert row[8:] == [str(seeds_for_power(d.mean(), d.std(ddof=1), paired=True)),
+                           str(seeds_for_power(0.05, d.std(ddof=1), paired=True))]
+    # The planted order of asymptotes, recovered by the fits on both datasets: the ranked (reliable) fits
+    # in the order fipo, dapo, grpo. grpo's small gain leaves its curve unturned on one of them.
+    for dataset in ("synthetic", "other"):
+        ranked = sorted((f for f in report.fits if f.dataset == dataset and f.rank), key=lambda f: f.rank)
+        planted = [a for a in ("fipo", "dapo", "grpo") if a in {f.algo for f in ranked}]
+        assert [f.algo for f in ranked] == planted
+        assert ranked[0].algo == "fipo" and len(ranked) >= 2
+        assert all(f.a_ci is not None and f.b_ci is not None for f in ranked)
+    fits = {f.algo: f for f in report.fits if f.dataset == "synthetic"}
+    # C: generated + trained tokens. grpo: 1000 + 1000 per step; dapo: 1000 + 500 (half the groups kept).
+    assert fits["grpo"].compute.tolist() == [0, 10_000, 20_000, 40_000, 80_000, 120_000]
+    assert fits["dapo"].compute.tolist() == [0, 7_500, 15_000, 30_000, 60_000, 90_000]
+    fit_rows = markdown_rows(text, "Compute-performance fits", key=1)  # the last dataset's: synthetic
+    assert fit_rows["fipo"][0] == "synthetic" and fit_rows["fipo"][9:] == ["1", "reliable"]
+    assert fit_rows["fipo"][5].startswith(f"{100 * fits['fipo'].fit.a:.1f} [")
+    with open(results / "report" / "summary.csv") as f:
+        rows = {r["algorithm"]: r for r in csv.DictReader(f) if r["kind"] == "aggregate" and
+                r["dataset"] == "synthetic"}
+    assert float(rows["fipo"]["fit_a"]) == pytest.approx(fits["fipo"].fit.a)
+    assert rows["fipo"]["fit_rank"] == "1"
+    assert rows["fipo"]["fit_reliable"] == "True" and float(rows["fipo"]["fit_a_ci_low"]) < fits["fipo"].fit.a
+    d = final_scores(results, "grpo", range(4)) - dapo
+    p = t3_two_sided_pvalue(d.mean() / (d.std(ddof=1) / 2))
+    assert float(rows["grpo"]["diff_p_value"]) == pytest.approx(p)
+    assert {"g_pass_at_8_0.5", "mg_pass_at_8", "maj_at_8", "iqm_ci_low", "prob_improvement"} <= set(
+        rows["fipo"])
+    assert (results / "report" / "compute_curves.png").is_file()
+
+
+def test_g_pass_and_maj_reach_the_report(synthetic):
+    results, report, output = synthetic["multi"]
+    rows = markdown_rows((results / "report" / "report.md").read_text(), "G-Pass@k and maj@k: synthetic")
+    summaries = [json.loads((results / f"fipo-seed{s}/eval/synthetic/step-60/summary.json").read_text())
+                 for s in range(4)]
+    expected = [np.mean([s["maj_at_k"]["8"] for s in summaries])]
+    expected += [np.mean([s["g_pass_at_k"]["8"][tau] for s in summaries]) for tau in ("0.0", "0.25", "0.5",
+                                                                                        "0.75", "1.0")]
+    expected += [np.mean([s["mg_pass_at_k"]["8"] for s in summaries])]
+    assert rows["fipo"][1:] == [f"{100 * v:.1f}" for v in expected]
+    assert "G-Pass@8 τ=0.5 %" in output and "mG-Pass@8" in output
+
+
+def test_rliable_aggregates_across_datasets(synthetic):
+    from fipo_bench.report.stats import interquartile_mean
+
+    results, report, _ = synthetic["multi"]
+    scores = {a: np.array([[json.loads((results / f"{a}-seed{s}/eval/{d}/step-60/summary.json").read_text())
+                            ["avg_at_k"] for d in ("other", "synthetic")] for s in range(4)])
+              for a in ("grpo", "dapo", "fipo")}  # [runs, datasets], datasets in the report's (sorted) order
+    rows = markdown_rows((results / "report" / "report.md").read_text(), "Across datasets (rliable)")
+    for algo, x in scores.items():
+        # IQM over the 8 run x dataset scores: the middle 4 (a brute-force sort, not the library's).
+        assert interquartile_mean(x) == pytest.approx(np.sort(x.ravel())[2:6].mean())
+        assert rows[algo][2].startswith(f"{100 * np.sort(x.ravel())[2:6].mean():.1f} [")
+    # P(run > dapo run) per dataset over the 16 run pairs, then the mean over the two datasets.
+    x, y = scores["fipo"], scores["dapo"]
+    share = np.mean([(x[:, None, j] > y[None, :, j]).mean() + 0.5 * (x[:, None, j] == y[None, :, j]).mean()
+                     for j in range(2)])
+    assert rows["fipo"][3].startswith(f"{share:.2f} [") and rows["dapo"][3] == "baseline"
+    (fipo,) = [a for a in report.across_datasets if a.algo == "fipo"]
+    assert fipo.datasets == ("other", "synthetic") and fipo.improvement == pytest.approx(share)
+    assert fipo.improvement_ci[0] <= share <= fipo.improvement_ci[1]

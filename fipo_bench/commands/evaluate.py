@@ -29,6 +29,8 @@ def _summary_table(summary: dict, title: str) -> Table:
     for n, value in summary["pass_at_k"].items():
         table.add_row(f"pass@{n}", f"{value:.4f}")
     table.add_row(f"cons@{k}", f"{summary['cons_at_k']:.4f}")
+    for n, value in summary.get("maj_at_k", {}).items():
+        table.add_row(f"maj@{n} (unbiased over subsets)", f"{value:.4f}")
     lengths = summary["response_length"]
     if lengths.get("mean") is not None:
         table.add_row(
@@ -39,6 +41,28 @@ def _summary_table(summary: dict, title: str) -> Table:
         table.add_row("truncation rate", f"{summary['truncation_rate']:.4f}")
     table.add_row("verdicts", ", ".join(f"{v} {n}" for v, n in summary["verdict_counts"].items() if n))
     return table
+
+
+def _g_pass_table(summary: dict) -> Table | None:
+    """G-Pass@k_tau (one row per k, one column per tau) and mG-Pass@k; None for summaries without them."""
+    g_pass = summary.get("g_pass_at_k") or {}
+    if not g_pass:
+        return None
+    taus = list(next(iter(g_pass.values())))
+    table = Table(title="G-Pass@k_τ and mG-Pass@k (arXiv 2412.13147)", show_header=True)
+    table.add_column("k")
+    for tau in taus:
+        table.add_column(f"τ={float(tau):g}", justify="right")
+    table.add_column("mG-Pass@k", justify="right")
+    for n, by_tau in g_pass.items():
+        table.add_row(n, *(f"{by_tau[tau]:.4f}" for tau in taus), f"{summary['mg_pass_at_k'][n]:.4f}")
+    return table
+
+
+def print_summary(summary: dict, title: str) -> None:
+    console.print(_summary_table(summary, title))
+    if (g_pass := _g_pass_table(summary)) is not None:
+        console.print(g_pass)
 
 
 def default_out_dir(checkpoint: str, dataset: str) -> Path:
@@ -129,7 +153,7 @@ def eval_checkpoint(
             )
     except OSError as e:  # files and network only (a Hub repo that is not there, a full disk), never a bug
         fail(e)
-    console.print(_summary_table(summary, f"{dataset_name}: {checkpoint}"))
+    print_summary(summary, f"{dataset_name}: {checkpoint}")
     console.print(f"wrote {out_dir}/generations.jsonl and summary.json", markup=False)
 
 
@@ -157,7 +181,7 @@ def score(
         )
     except (ValueError, OSError, ImportError) as e:
         fail(e)
-    console.print(_summary_table(summary, f"scored {generations}"))
+    print_summary(summary, f"scored {generations}")
     if out is not None:
         write_eval_dir(out, graded, summary)
         console.print(f"wrote {out}/generations.jsonl and summary.json", markup=False)

@@ -14,15 +14,18 @@ from fipo_bench.commands.errors import fail
 
 def report(
     results_dir: Path = typer.Argument(..., help="A results/<run> directory (holds <algo>-seed<k>/ runs)."),
-    baseline: str = typer.Option("dapo", help="Algorithm the others are compared against (paired)."),
+    baseline: str = typer.Option("dapo", help="Algorithm the others are compared against (by seed)."),
     out: Path | None = typer.Option(None, help="Output directory (default: RESULTS_DIR/report)."),
+    min_effect: float = typer.Option(
+        5.0, "--min-effect", help="Smallest avg@k difference worth detecting, in percentage points: the "
+        "report says how many seeds detect it."),
 ) -> None:
     """Write report.md, report.html, summary.csv and PNG plots comparing algorithms across seeds."""
     from fipo_bench.report import all_tables, build_report, write_report_files
 
     console = Console()
     try:
-        rep = build_report(results_dir, baseline)
+        rep = build_report(results_dir, baseline, min_effect / 100.0)
         out_dir = write_report_files(rep, out if out is not None else results_dir / "report")
     except (ValueError, OSError) as e:
         fail(e)

@@ -31,6 +31,10 @@ class EvalResult:
     avg_at_k: float
     pass_at_k: dict[int, float]
     cons_at_k: float | None
+    maj_at_k: dict[int, float]
+    g_pass_at_k: dict[int, dict[float, float]]
+    """k -> tau -> G-Pass@k_tau. These three are empty for summaries written before they existed."""
+    mg_pass_at_k: dict[int, float]
     length_mean: float | None
     """None (also below) when the generations carry no token counts, e.g. scored external outputs."""
     length_median: float | None
@@ -128,6 +132,32 @@ def _require(obj: dict, key: str, where: str):
     return obj[key]
 
 
+def _by_threshold(raw, where: str, name: str) -> dict[float, float]:
+    """{"0.5": .., "1.0": ..} -> {0.5: .., 1.0: ..} (G-Pass@k's thresholds tau)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: field {name!r} must be an object {{\"0.5\": .., ...}}")
+    out = {}
+    for tau, value in raw.items():
+        try:
+            threshold = float(tau)
+        except ValueError:
+            raise ValueError(f"{where}: field {name!r} has a non-number threshold key {tau!r}") from None
+        out[threshold] = _number(value, where, f"{name}.{tau}")
+    return out
+
+
+def _by_k(raw, where: str, name: str, value=_number) -> dict:
+    """{"1": .., "2": ..} -> {1: .., 2: ..} sorted by k; `value(v, where, field)` reads each value."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: field {name!r} must be an object {{\"1\": .., ...}}")
+    out = {}
+    for key, v in raw.items():
+        if not str(key).isdigit():
+            raise ValueError(f"{where}: field {name!r} has a non-integer key {key!r}")
+        out[int(key)] = value(v, where, f"{name}.{key}")
+    return dict(sorted(out.items()))
+
+
 def read_eval_summary(path: Path, dataset: str, step: int) -> EvalResult:
     """Validate the fields of summary.json (schema: results/README.md) that the report uses."""
     summary = read_json(path)
@@ -137,14 +167,7 @@ def read_eval_summary(path: Path, dataset: str, step: int) -> EvalResult:
     k = _require(summary, "k", where)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"{where}: field 'k' must be a positive integer, got {k!r}")
-    pass_raw = _require(summary, "pass_at_k", where)
-    if not isinstance(pass_raw, dict):
-        raise ValueError(f"{where}: field 'pass_at_k' must be an object {{\"1\": .., ...}}")
-    pass_at_k = {}
-    for key, value in pass_raw.items():
-        if not str(key).isdigit():
-            raise ValueError(f"{where}: field 'pass_at_k' has a non-integer key {key!r}")
-        pass_at_k[int(key)] = _number(value, where, f"pass_at_k.{key}")
+    pass_at_k = _by_k(_require(summary, "pass_at_k", where), where, "pass_at_k")
     length = _require(summary, "response_length", where)
     if not isinstance(length, dict):
         raise ValueError(f"{where}: field 'response_length' must be an object with 'mean' and 'median'")
@@ -162,8 +185,11 @@ def read_eval_summary(path: Path, dataset: str, step: int) -> EvalResult:
         step=step,
         k=k,
         avg_at_k=_number(_require(summary, "avg_at_k", where), where, "avg_at_k"),
-        pass_at_k=dict(sorted(pass_at_k.items())),
+        pass_at_k=pass_at_k,
         cons_at_k=_number(summary.get("cons_at_k"), where, "cons_at_k", optional=True),
+        maj_at_k=_by_k(summary.get("maj_at_k", {}), where, "maj_at_k"),
+        g_pass_at_k=_by_k(summary.get("g_pass_at_k", {}), where, "g_pass_at_k", _by_threshold),
+        mg_pass_at_k=_by_k(summary.get("mg_pass_at_k", {}), where, "mg_pass_at_k"),
         length_mean=_number(_require(length, "mean", where), where, "response_length.mean", optional=True),
         length_median=_number(_require(length, "median", where), where, "response_length.median",
                               optional=True),

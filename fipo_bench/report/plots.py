@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fipo_bench.report.compare import PairedDiff, Report
+from fipo_bench.report.compare import Report, SeedComparison
 from fipo_bench.report.data import RunData, read_response_lengths
 from fipo_bench.report.stats import align_on_common_steps
-from fipo_bench.report.tables import DISAGREE_MARK, plural
+from fipo_bench.report.tables import plural
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -263,44 +263,79 @@ def _length_figure(report: Report, styles, dataset: str, path: Path) -> bool:
     return True
 
 
-def diff_label(diff: PairedDiff) -> str:
-    return f"{diff.algo}\n({plural(len(diff.seeds), 'seed')}, {plural(diff.num_problems, 'problem')})"
+def comparison_label(c: SeedComparison) -> str:
+    t = c.test
+    runs = (plural(len(t.seeds_a), "seed") + " paired" if t.design == "paired"
+            else f"{len(t.seeds_a)} vs {plural(len(t.seeds_b), 'run')}")
+    return f"{c.algo}\n({runs}, {plural(c.num_problems, 'problem')})"
 
 
-def diff_annotation(diff: PairedDiff) -> str:
-    """The numbers beside a difference's marker; a CI that disagrees with the test says which one decides."""
-    text = (f"{100 * diff.mean:+.1f} pp [{100 * diff.ci[0]:+.1f}, {100 * diff.ci[1]:+.1f}], "
-            f"p = {diff.p_value:.3g}")
-    if diff.tests_disagree:
-        verdict = "not significant" if diff.p_value >= 0.05 else "significant"
-        text += f" {DISAGREE_MARK}\nCI and test disagree: {verdict} by the test"
-    return text
+def comparison_annotation(c: SeedComparison) -> str:
+    """The numbers beside a difference's marker: the seed-level CI and p, or why there are none."""
+    t = c.test
+    if t.ci is None:
+        return f"{100 * t.mean:+.1f} pp; one run on a side: no test"
+    return f"{100 * t.mean:+.1f} pp [{100 * t.ci[0]:+.1f}, {100 * t.ci[1]:+.1f}], p = {t.p_value:.3g}"
 
 
-def _diff_figure(report: Report, styles, path: Path) -> bool:
-    datasets = [d for d in report.datasets if any(x.dataset == d for x in report.diffs)]
+def _comparison_figure(report: Report, styles, path: Path) -> bool:
+    datasets = [d for d in report.datasets if any(x.dataset == d for x in report.comparisons)]
     if not datasets:
         return False
-    height = max(1.8, 0.7 * max(sum(x.dataset == d for x in report.diffs) for d in datasets) + 1.2)
-    fig, axes = _new_figure(len(datasets), 1, 8, height * len(datasets) + 0.5)
+    most = max(sum(x.dataset == d for x in report.comparisons) for d in datasets)
+    fig, axes = _new_figure(len(datasets), 1, 8, max(1.8, 0.8 * most + 1.2) * len(datasets) + 0.5)
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
-        diffs = [x for x in report.diffs if x.dataset == dataset]
-        for y, diff in enumerate(diffs):
-            colour, marker = styles[diff.algo]
-            error = [[100 * (diff.mean - diff.ci[0])], [100 * (diff.ci[1] - diff.mean)]]
-            ax.errorbar(100 * diff.mean, y, xerr=error, color=colour, marker=marker, markersize=7, capsize=4,
-                        linewidth=2)
-            ax.annotate(diff_annotation(diff), (100 * diff.mean, y), xytext=(0, 7),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=9,
+        comparisons = [x for x in report.comparisons if x.dataset == dataset]
+        for y, c in enumerate(comparisons):
+            colour, marker = styles[c.algo]
+            if c.differences_by_seed is not None:  # each seed's own difference, just above its bar
+                ax.scatter([100 * d for d in c.differences_by_seed], [y - 0.2] * len(c.differences_by_seed),
+                           color=colour, s=18, alpha=0.7, linewidths=0)
+            ci = c.test.ci or (c.test.mean, c.test.mean)
+            error = [[100 * (c.test.mean - ci[0])], [100 * (ci[1] - c.test.mean)]]
+            ax.errorbar(100 * c.test.mean, y, xerr=error, color=colour, marker=marker, markersize=7,
+                        capsize=4, linewidth=2)
+            ax.annotate(comparison_annotation(c), (100 * c.test.mean, y), xytext=(0, -9),
+                        textcoords="offset points", ha="center", va="top", fontsize=9,
                         bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.8})
         ax.axvline(0.0, color="#444444", linestyle=":", linewidth=1)
-        ax.set_yticks(range(len(diffs)), [diff_label(x) for x in diffs], fontsize=9)
-        ax.set_ylim(len(diffs) - 0.3, -0.7)  # first algorithm on top
+        ax.set_yticks(range(len(comparisons)), [comparison_label(x) for x in comparisons], fontsize=9)
+        ax.set_ylim(len(comparisons) - 0.3, -0.8)  # first algorithm on top
         ax.margins(x=0.25)
-        ax.set_xlabel(f"avg@k minus {report.baseline}'s (percentage points), 95% bootstrap CI")
-        ax.set_title(f"{dataset}: paired difference vs {report.baseline} at the last evaluation "
-                     f"(> 0: better than {report.baseline})", fontsize=10)
+        ax.set_xlabel(f"avg@k minus {report.baseline}'s (percentage points): dots = seeds, bar = 95% CI over "
+                      "seeds")
+        ax.set_title(f"{dataset}: avg@k vs {report.baseline} at the last evaluation, runs as the unit (> 0: "
+                     f"better)", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
+    fig.savefig(path)
+    return True
+
+
+def _compute_figure(report: Report, styles, path: Path) -> bool:
+    """Eval accuracy against training compute per dataset: seeds (small), seed mean (markers) and the
+    fitted ScaleRL curve (solid when reliable, dotted when not)."""
+    datasets = [d for d in report.datasets if any(f.dataset == d for f in report.fits)]
+    if not datasets:
+        return False
+    fig, axes = _new_figure(len(datasets), 1, 8, 3.6 * len(datasets) + 0.6)
+    for ax, dataset in zip(axes[:, 0], datasets, strict=True):
+        for f in (x for x in report.fits if x.dataset == dataset):
+            colour, marker = styles[f.algo]
+            for seed_curve in f.accuracy:
+                ax.scatter(f.compute, 100 * seed_curve, color=colour, s=10, alpha=0.35, linewidths=0)
+            ax.plot(f.compute, 100 * f.accuracy.mean(axis=0), color=colour, marker=marker, linestyle="none",
+                    markersize=6)
+            grid = np.linspace(0.0, float(f.compute.max()), 200)
+            label = (f"{f.algo}: A = {100 * f.fit.a:.1f}%, B = {f.fit.b:.2f}"
+                     + ("" if f.fit.reliable else " (unreliable fit)"))
+            ax.plot(grid, 100 * f.fit.predict(grid), color=colour, linewidth=1.8,
+                    linestyle="-" if f.fit.reliable else ":", label=label)
+        ax.set_title(f"{dataset}: eval accuracy vs training compute, ScaleRL fit (arXiv 2510.13786 Eq. 1)",
+                     fontsize=10)
+        ax.set_xlabel("training tokens, generated + trained (cumulative)")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
     fig.savefig(path)
     return True
 
@@ -323,9 +358,13 @@ def write_plots(report: Report, out_dir: Path) -> list[tuple[str, str]]:
         if _length_figure(report, styles, dataset, out_dir / filename):
             plots.append((filename, f"{dataset}: response lengths of all samples at the first and the last "
                                     "evaluation, seeds pooled."))
-    if _diff_figure(report, styles, out_dir / "paired_differences.png"):
-        plots.append(("paired_differences.png", f"Paired difference in avg@k against {report.baseline} over "
-                                                "the same problems and seeds, with 95% bootstrap CI and "
-                                                f"permutation-test p-value ({DISAGREE_MARK}: the two "
-                                                "disagree about 5% significance; the p-value decides)."))
+    if _compute_figure(report, styles, out_dir / "compute_curves.png"):
+        plots.append(("compute_curves.png", "Eval accuracy against training tokens (generated + trained): "
+                                            "small dots = seeds, markers = seed mean, line = fitted ScaleRL "
+                                            "curve (dotted: unreliable fit)."))
+    if _comparison_figure(report, styles, out_dir / "seed_differences.png"):
+        plots.append(("seed_differences.png", f"avg@k minus {report.baseline}'s at the last evaluation with "
+                                              "training runs as the unit: each seed's difference (dots), the "
+                                              "mean and its 95% t-interval over seeds, and the t-test "
+                                              "p-value."))
     return plots
