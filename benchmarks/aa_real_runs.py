@@ -33,8 +33,8 @@ import numpy as np
 
 
 def train(preset: str, algo: str, seeds: list[int], steps: int, run_name: str, output_dir: Path) -> Path:
+    from fipo_bench.backends.local.matrix import Execution, run_matrix
     from fipo_bench.config import build_config
-    from fipo_bench.runner import Execution, run_matrix
 
     options = {"algos": algo, "seeds": ",".join(map(str, seeds)), "num_steps": steps, "run_name": run_name,
                "output_dir": str(output_dir)}

@@ -112,7 +112,7 @@ class Phases:
 
 def ours_trainer(base: Path, problems, args, *, recompute: bool, phases: Phases):
     from fipo_bench.algorithms import get_algorithm
-    from fipo_bench.backends.local import LocalTrainer
+    from fipo_bench.backends.local.trainer import LocalTrainer
     from fipo_bench.config import build_config
     from fipo_bench.tasks import TaskData, Verdict
     from fipo_bench.tiny import TinyTask
@@ -137,7 +137,7 @@ def ours_trainer(base: Path, problems, args, *, recompute: bool, phases: Phases)
 
 def run_ours(base: Path, problems, args) -> dict[str, list[dict]]:
     """Both configurations of ours, alternating step by step; {"recompute": batches, "sampler": batches}."""
-    import fipo_bench.backends.local as local
+    import fipo_bench.backends.local.trainer as local
 
     phases = {"recompute": Phases(), "sampler": Phases()}
     trainers = {name: ours_trainer(base, problems, args, recompute=name == "recompute", phases=phases[name])
@@ -180,7 +180,7 @@ def old_logp_pass_cost(trainer, rollouts) -> dict[str, float]:
     the length-bucketed pass over all rows, and over the rows it now runs (the later updates' rows)."""
     import torch
 
-    from fipo_bench.backends.local import response_logp
+    from fipo_bench.backends.local.trainer import response_logp
 
     forward_logp = type(trainer)._forward_logp  # not the timed wrapper
     times: dict[str, list[float]] = {"one_pass_all": [], "bucketed_all": [], "bucketed_later": []}

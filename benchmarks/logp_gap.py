@@ -22,7 +22,7 @@ import torch
 def rollout_logp(base: Path, dtype: str, step: int):
     """(mask, sampler logp, recomputed logp, exact float32 logp) of one rollout batch."""
     from fipo_bench.algorithms import get_algorithm
-    from fipo_bench.backends.local import LocalTrainer, Rollout
+    from fipo_bench.backends.local.trainer import LocalTrainer, Rollout
     from fipo_bench.config import build_config
     from fipo_bench.sampling import left_pad
     from fipo_bench.tasks import TaskData

@@ -45,7 +45,7 @@ class RunConfig:
     seeds: tuple[int, ...] = (0,)
     """Every algorithm runs once per seed; the seed fixes prompt order and rollout sampling."""
     backend: str = "local"
-    """"local" (one process, fipo_bench.backends.local) or "openrlhf" (Ray cluster)."""
+    """"local" (one process, fipo_bench.backends.local.trainer) or "openrlhf" (Ray cluster)."""
     preset: str = "tiny"
     """Name of the preset these values started from (recorded; the values themselves are below)."""
     model: str | None = None

@@ -16,6 +16,18 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(
     Path(os.environ.get("FIPO_BENCH_CACHE") or Path.home() / ".cache" / "fipo-bench") / "torch_extensions"))
 
 
+def _load_support_module(name: str) -> None:
+    """Make tests/support/NAME.py importable as `NAME` (importlib mode puts no test directory on sys.path,
+    and tests/support must stay off it: its flash_attn stand-in would shadow the real package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tests" / "support" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_load_support_module("openrlhf_stubs")  # OpenRLHF's modules imported on a machine without a GPU
+
+
 @pytest.fixture(scope="session")
 def fixture_data_dir(tmp_path_factory) -> Path:
     """A data directory of small handmade files in the formats of the real benchmark copies

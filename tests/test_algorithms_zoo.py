@@ -698,7 +698,7 @@ def test_token_loss_contract_dtypes_and_empty_batches(name):
 def test_local_trainer_hands_the_mask_to_the_estimator_and_keeps_per_token_advantages():
     """The local backend's rollout assembly (no model needed): alg.advantages gets the response mask, and
     per-token advantages follow the rows when a sub-batch is trimmed to its longest response."""
-    from fipo_bench.backends.local import LocalTrainer
+    from fipo_bench.backends.local.trainer import LocalTrainer
     from fipo_bench.config import build_config
 
     trainer = LocalTrainer.__new__(LocalTrainer)  # only what _assemble reads

@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (installed by .ci/run)")
 pytest.importorskip("tensorboard", reason="reading OpenRLHF's logs needs tensorboard (installed by .ci/run)")
 
-from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
+from openrlhf_stubs import stubbed_gpu_modules  # noqa: E402
+
 from fipo_bench.backends.openrlhf.launcher import collect_checkpoints, eval_steps, last_checkpoint_step  # noqa: E402
 from fipo_bench.backends.openrlhf.metrics import metrics_rows  # noqa: E402
 from fipo_bench.config import RunConfig  # noqa: E402

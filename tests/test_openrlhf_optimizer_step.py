@@ -15,10 +15,10 @@ pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (in
 pytest.importorskip("deepspeed", reason="OpenRLHF backend tests need deepspeed (installed by .ci/run)")
 
 import torch  # noqa: E402
+from openrlhf_stubs import stubbed_gpu_modules  # noqa: E402
 
 from fipo_bench.algorithms import get_algorithm  # noqa: E402
 from fipo_bench.backends.openrlhf import plugin, translate  # noqa: E402
-from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
 from fipo_bench.config import RunConfig  # noqa: E402
 
 VOCAB, WIDTH, PROMPT, RESPONSE = 11, 6, 3, 4

@@ -10,11 +10,11 @@ import pytest
 pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (installed by .ci/run)")
 
 import torch  # noqa: E402
+from openrlhf_stubs import stubbed_gpu_modules  # noqa: E402
 
 from fipo_bench import registry  # noqa: E402
 from fipo_bench.algorithms import get_algorithm, list_algorithms  # noqa: E402
 from fipo_bench.backends.openrlhf import plugin, translate  # noqa: E402
-from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
 from fipo_bench.config import RunConfig  # noqa: E402
 
 OVERRIDES = {"dapo": {"overlong_buffer": 4}, "fipo": {"overlong_buffer": 4}}
@@ -386,30 +386,31 @@ def test_a_capped_short_batch_trains_on_one_rank_and_stops_the_job_on_several(gp
 def test_setup_hook_patches_inside_a_ray_worker_and_spares_vllm_processes(tmp_path):
     """A local Ray cluster started as the driver starts it: the hook runs in the worker processes; a
     worker that imports only the vLLM side of OpenRLHF stays unpatched and never loads deepspeed."""
+    import openrlhf_stubs
     import ray
 
     from fipo_bench.backends.openrlhf.driver import runtime_env
 
+    # tests/support is not importable in Ray's workers: the closures below carry its code with them.
+    ray.cloudpickle.register_pickle_by_value(openrlhf_stubs)
     alg = get_algorithm("fipo")
     env = translate.plugin_env(CONFIG, alg)
 
     def vllm_side():
         import sys
 
-        from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules
         from fipo_bench.backends.openrlhf.plugin import patch_report
 
-        with stubbed_gpu_modules():
+        with openrlhf_stubs.stubbed_gpu_modules():
             import openrlhf.trainer.ray.vllm_engine  # noqa: F401  (what an engine process imports)
 
             hooked = any(type(finder).__name__ == "PatchOnImport" for finder in sys.meta_path)
             return os.getpid(), hooked, patch_report(), "deepspeed" in sys.modules
 
     def trainer_side():
-        from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules
         from fipo_bench.backends.openrlhf.plugin import patch_report
 
-        with stubbed_gpu_modules():
+        with openrlhf_stubs.stubbed_gpu_modules():
             import openrlhf.trainer.ppo_utils.experience_maker as maker
             import openrlhf.trainer.ray.ppo_actor as actor
 

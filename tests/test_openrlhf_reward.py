@@ -8,8 +8,9 @@ import pytest
 
 pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (installed by .ci/run)")
 
+from openrlhf_stubs import stubbed_gpu_modules  # noqa: E402
+
 from fipo_bench.backends.openrlhf import reward, translate  # noqa: E402
-from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
 from fipo_bench.evals import check_answer  # noqa: E402
 from fipo_bench.tiny import TinyTask  # noqa: E402
 

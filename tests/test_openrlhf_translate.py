@@ -10,10 +10,11 @@ import pytest
 
 pytest.importorskip("openrlhf", reason="OpenRLHF backend tests need openrlhf (installed by .ci/run)")
 
+from openrlhf_stubs import stubbed_gpu_modules  # noqa: E402
+
 from fipo_bench import registry  # noqa: E402
 from fipo_bench.algorithms import get_algorithm, list_algorithms  # noqa: E402
 from fipo_bench.backends.openrlhf import translate  # noqa: E402
-from fipo_bench.backends.openrlhf.cpu_stubs import stubbed_gpu_modules  # noqa: E402
 from fipo_bench.config import RunConfig  # noqa: E402
 
 CONFIG = RunConfig(
@@ -298,7 +299,9 @@ def test_dry_run_makes_the_real_runs_checks_and_reports_one_error_line(sets, exp
     assert result.exit_code == 2, (result.output, result.exception)
     assert isinstance(result.exception, SystemExit)  # a message, not a traceback
     lines = result.output.strip().splitlines()
-    assert lines[0].startswith("error: ") and expected in " ".join(result.output.split()), result.output
+    assert lines[0].startswith("preset: tiny "), result.output  # the run's first line names its preset
+    assert len(lines) == 2 and lines[1].startswith("error: "), result.output
+    assert expected in " ".join(result.output.split()), result.output
     assert not any(tmp_path.iterdir())
 
 
@@ -338,5 +341,7 @@ def test_readme_openrlhf_dry_run_works_offline_on_a_local_file(tmp_path):
     result = run(hub)  # the preset's own training set: DAPO-Math-17k from the Hub
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output, output
-    assert output.lstrip().startswith("error: config field 'dataset'"), output
+    preset_line, error = output.strip().split("\n", 1)
+    assert preset_line.startswith("preset: qwen2.5-7b-math (--preset"), output
+    assert error.startswith("error: config field 'dataset'"), output
     assert "--dataset FILE" in " ".join(output.split()), output

@@ -130,7 +130,7 @@ def test_checkpoint_retention_keeps_what_resume_needs(tmp_path):
 
 
 def test_every_node_must_share_the_results_directory():
-    from fipo_bench.ray_executor import shared_results_problems
+    from fipo_bench.backends.local.ray_dispatch import shared_results_problems
 
     ok = {"node": "a" * 16, "host": "head", "write_error": None, "sees_driver_file": True,
           "base_readable": True}

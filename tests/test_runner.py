@@ -317,7 +317,7 @@ def test_resume_repairs_repeated_lines_or_names_the_line_to_fix(reference_run, c
 
 def test_ctrl_c_marks_the_run_interrupted_says_how_to_resume_and_resume_finishes(
         reference_run, cache_dir, tmp_path, monkeypatch):
-    from fipo_bench.backends.local import LocalTrainer
+    from fipo_bench.backends.local.trainer import LocalTrainer
 
     real_step = LocalTrainer.train_step
 
@@ -518,8 +518,8 @@ def test_on_ray_a_killed_driver_stops_its_workers_and_the_same_command_resumes(r
 
 def test_on_ray_every_node_probes_the_results_directory_and_the_base(tmp_path):
     ray = pytest.importorskip("ray", reason="the parallel matrix needs ray (installed by .ci/run)")
+    from fipo_bench.backends.local.ray_dispatch import OBJECT_STORE_BYTES, check_shared_results
     from fipo_bench.config import ConfigError
-    from fipo_bench.ray_executor import OBJECT_STORE_BYTES, check_shared_results
 
     root, base = tmp_path / "results", tmp_path / "base"
     root.mkdir()

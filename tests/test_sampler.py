@@ -4,7 +4,7 @@ full forward pass per sequence (log-probs), and a per-row loop (top-p filter).""
 import pytest
 import torch
 
-from fipo_bench.backends.local import response_logp
+from fipo_bench.backends.local.trainer import response_logp
 from fipo_bench.sampling import left_pad, nucleus_filter, sample
 
 PAD, NO_EOS = 0, 10_000

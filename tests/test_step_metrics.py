@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fipo_bench.algorithms import DAPO
-from fipo_bench.backends.local import LocalTrainer, Rollout, StepMetrics
+from fipo_bench.backends.local.trainer import LocalTrainer, Rollout, StepMetrics
 from fipo_bench.config import build_config
 from fipo_bench.sampling import left_pad
 from fipo_bench.tasks import TaskData

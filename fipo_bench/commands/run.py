@@ -20,8 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from fipo_bench.backends.local.matrix import Reporter
 from fipo_bench.commands.errors import fail
-from fipo_bench.runner import Reporter
 
 console = Console(stderr=True)
 STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
@@ -144,7 +144,7 @@ class MatrixView:
 
 
 class RichReporter(Reporter):
-    """The warm-up's progress bar, then one live table of the whole matrix (fipo_bench.runner.Reporter)."""
+    """The warm-up's progress bar, then one live table of the whole matrix (the matrix's Reporter)."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -294,7 +294,7 @@ def run(
         console.print(f"report: {write_report(out) / 'report.html'}", markup=False, soft_wrap=True)
         return
 
-    from fipo_bench.runner import Execution, MatrixInterrupted, plan_matrix, run_matrix
+    from fipo_bench.backends.local.matrix import Execution, MatrixInterrupted, plan_matrix, run_matrix
 
     execution = Execution(max_parallel=max_parallel, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                           ray_address=ray_address)

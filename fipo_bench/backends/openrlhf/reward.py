@@ -20,7 +20,7 @@ import re
 
 import torch
 
-from fipo_bench.backends.local import REWARD_CORRECT, REWARD_INCORRECT
+from fipo_bench.backends.local.trainer import REWARD_CORRECT, REWARD_INCORRECT
 from fipo_bench.backends.openrlhf.translate import ENV_REWARD_TASK
 
 # Special tokens the decoded query keeps at its end (<|im_end|>, <|endoftext|>, </s>, <eos>, ...).

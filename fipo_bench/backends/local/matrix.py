@@ -2,10 +2,10 @@
 
 Layout and schemas: results/README.md (written through fipo_bench.results). Fairness: every algorithm x
 seed starts from the same base checkpoint; prompts and sampling depend only on (seed, step)
-(fipo_bench.backends.local), so all algorithms see the same prompt order and the same first rollout.
+(fipo_bench.backends.local.trainer), so all algorithms see the same prompt order and the same first rollout.
 
 Every run is one call of `execute(spec, reporter)`. The matrix dispatches those calls either here, one
-after the other (one run, or `--max-parallel 1`), or as Ray tasks (fipo_bench.ray_executor): the
+after the other (one run, or `--max-parallel 1`), or as Ray tasks (ray_dispatch): the
 dispatch is the only code the two paths do not share. Before the first run starts the driver checks
 everything a run would check (algorithms and their settings, the model, the datasets, the config of an
 existing run directory and its repeated lines), takes the run directory's lock, and prepares the base
@@ -175,7 +175,7 @@ def _dispatch_mode(cfg: RunConfig, execution: Execution, num_runs: int) -> tuple
             raise ConfigError(f"{flag}: expected a number >= {low}, got {value}")
     gpus, notes = gpus_per_run(cfg, execution), []
     if execution.ray_address is None:
-        from fipo_bench.backends.local import resolve_device
+        from fipo_bench.backends.local.trainer import resolve_device
 
         try:
             resolve_device(cfg.device)  # cuda requested on a machine without it
@@ -251,7 +251,7 @@ def execute(spec: RunSpec, reporter: Reporter) -> RunResult:
 
 
 def _train(spec: RunSpec, reporter: Reporter) -> RunResult:
-    from fipo_bench.backends.local import LocalTrainer, NonFiniteLossError
+    from fipo_bench.backends.local.trainer import LocalTrainer, NonFiniteLossError
     from fipo_bench.evals.io import read_eval_dir
     from fipo_bench.evals.metrics import summarize_generations
 
@@ -401,7 +401,7 @@ def run_matrix(cfg: RunConfig, *, reporter: Reporter | None = None, command: lis
             if plan.mode == "in-process" or (len(pending) <= 1 and execution.ray_address is None):
                 outcomes.update({spec.name: execute(spec, reporter) for spec in pending})
             else:
-                from fipo_bench.ray_executor import run_on_ray
+                from fipo_bench.backends.local.ray_dispatch import run_on_ray
 
                 ray_results = run_on_ray(pending, reporter, plan)
                 outcomes.update(zip([s.name for s in pending], ray_results, strict=True))

@@ -1,6 +1,6 @@
 """The Ray dispatch of the local matrix: every algorithm x seed is one Ray task with declared resources.
 
-Only fipo_bench.runner imports this module, and only for two or more runs at once; `ray` itself is
+Only the matrix (matrix.py) imports this module, and only for two or more runs at once; `ray` itself is
 imported inside the functions (an optional dependency: pip install -e '.[ray]').
 
 - Resources: a task asks for `cpus_per_run` CPUs (the run pins torch to as many threads, so runs never
@@ -19,7 +19,7 @@ imported inside the functions (an optional dependency: pip install -e '.[ray]').
   use absolute ones on a cluster.
 - Progress: a worker's reporter events go through a Ray queue actor to the driver's reporter (one live
   view); workers print nothing (their logs stay in Ray's session directory).
-- Failures: an exception inside a run is that run's result ("failed", fipo_bench.runner.execute). A
+- Failures: an exception inside a run is that run's result ("failed", matrix.execute). A
   worker process that dies (out of memory, kill -9, a lost node) is retried once by Ray, resuming from
   the run's last checkpoint; a second loss marks the run failed. The other runs go on either way.
 - Ctrl-C: the driver cancels the tasks (their workers are killed, so no one writes afterwards); the
@@ -38,8 +38,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from fipo_bench.config import ConfigError
-from fipo_bench.runner import (
+from fipo_bench.backends.local.matrix import (
     Plan,
     Reporter,
     RunResult,
@@ -49,6 +48,7 @@ from fipo_bench.runner import (
     local_cores,
     run_lost,
 )
+from fipo_bench.config import ConfigError
 
 MAX_RETRIES = 1
 """Automatic retries of a run whose worker process died (each resumes from the last checkpoint)."""
