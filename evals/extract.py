@@ -11,7 +11,7 @@ code (`lambda: 0`, `def f(): return 0`, `import os; 0`, `x.__class__`): a value 
 final value (math-verify 0.9 grades `lambda: 0` correct against 0; an anchored answer still counts).
 
 Structure (`parse_structure`) splits a normalized answer at its top level into lists (bare, sets,
-tuples, intervals), matrices, `cases` systems and relations; checker.compare_nodes compares them.
+tuples, intervals), matrices, `cases` systems and relations; compare.compare_nodes compares them.
 
 Normalization (`normalize_answer`) only rewrites notation, never meaning. Deviations from DAPO's
 `normalize_final_answer`, each because DAPO's rule silently corrupts answers:
@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 # Where the search for the last `Answer:` starts; the rest of a long response is read only if needed.
 TAIL_CHARS = 20_000
@@ -438,13 +439,16 @@ _LONE_VARIABLE = re.compile(
 )
 
 
+NodeKind = Literal["atom", "list", "matrix", "cases", "relation"]
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """A parsed answer: `kind` "atom" (text), "list" (items between `open`/`close`: "" for a bare list,
     `\\{`/`\\}` for a set), "matrix" (rows of entries), "cases" (rows), or "relation" (`op`, items =
     (lhs, rhs))."""
 
-    kind: str
+    kind: NodeKind
     text: str
     items: tuple = ()
     open: str = ""
