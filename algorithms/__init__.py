@@ -2,7 +2,7 @@
 registered plugin, behind one contract (`base.Algorithm`).
 
     from fipo_bench.algorithms import get_algorithm
-    alg = get_algorithm("fipo", decay_rate=16)
+    alg = get_algorithm("fipo", half_life=16)
 
 Every module in this package is imported on the first registry lookup, so a new algorithm is one file
 here with a `@register_algorithm("name")` class (or an entry point in the `fipo_bench.algorithms` group).

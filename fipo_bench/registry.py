@@ -9,8 +9,9 @@ Three ways in, all equivalent once loaded:
 - `register_variant("name", base, **defaults)`: a published setting of an existing algorithm under its
   own name (e.g. "fipo-7b"), a subclass that differs only in defaults.
 
-Lookups validate keyword overrides against the dataclass fields: an unknown key or a value of the
-wrong type raises an error naming the field.
+Lookups validate keyword overrides against the dataclass fields (fipo_bench.coerce, the same rules as
+the run configuration's): an unknown key or a value of the wrong type raises an error naming the
+field; a renamed hyperparameter's old name still works, with a warning, for one release.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import dataclasses
 import difflib
 import importlib
 import pkgutil
-import types
 import typing
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
+
+from fipo_bench.coerce import coerce, describe
 
 ENTRY_POINT_GROUP = "fipo_bench.algorithms"
 
@@ -129,52 +131,36 @@ def _discover() -> None:
 
 
 def _validated(cls: type, overrides: dict[str, Any], context: str) -> dict[str, Any]:
-    """Check `overrides` against `cls`'s init fields; returns them with ints converted for float fields."""
+    """Check `overrides` against `cls`'s init fields (fipo_bench.coerce); returns them converted (ints
+    for float fields), renamed hyperparameters under their new names."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     checked = {}
     for key, value in overrides.items():
+        key = _current_name(cls, key, context)
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{context}: unknown hyperparameter {key!r}.{hint} "
                              f"Known hyperparameters: {', '.join(fields)}.")
-        ok, converted = _coerce(value, hints[key])
+        ok, converted = coerce(value, hints[key])
         if not ok:
-            raise TypeError(f"{context}: hyperparameter {key!r} expects {_type_name(hints[key])}, "
+            raise TypeError(f"{context}: hyperparameter {key!r} expects {describe(hints[key])}, "
                             f"got {type(value).__name__} {value!r}")
+        if key in checked:
+            raise ValueError(f"{context}: hyperparameter {key!r} is given twice (under its old name too)")
         checked[key] = converted
     return checked
 
 
-def _coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
-    """(value matches annotation, value converted): bool is not an int, an int is a float."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            ok, converted = _coerce(value, option)
-            if ok:
-                return True, converted
-        return False, value
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation), value
-    if annotation is type(None):
-        return value is None, value
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
-        return False, value
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if isinstance(annotation, type):
-        return isinstance(value, annotation), value
-    return True, value  # annotations we cannot check (e.g. Any)
-
-
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
+def _current_name(cls: type, key: str, context: str) -> str:
+    """`key`, or its new name if it was renamed (Algorithm.renamed_hyperparameters), with a warning."""
+    new = getattr(cls, "renamed_hyperparameters", {}).get(key)
+    if new is None:
+        return key
+    warnings.warn(f"{context}: hyperparameter {key!r} is now called {new!r}; the old name will stop "
+                  f"working in the next release", FutureWarning, stacklevel=4)
+    return new
 
 
 def _qualified(cls: type) -> str:
