@@ -96,6 +96,8 @@ class ClipCov(GRPO):
         1.0, "Only tokens with covariance above this are candidates. The authors' recipes: clip_cov_lb=1.0.")
     cov_ub: float = hyperparameter(
         5.0, "Only tokens with covariance below this are candidates. The authors' recipes: clip_cov_ub=5.0.")
+    # The draw's generator, per instance (set in __post_init__: mutable state, not a hyperparameter).
+    _generator: ClassVar[torch.Generator | None] = None
     selection_seed: int | None = hyperparameter(
         None, "Seed of an own generator for the random draw; None = torch's global generator, as the "
         "reference code (verl's compute_policy_loss_clip_cov). Not a paper setting.")
@@ -110,7 +112,7 @@ class ClipCov(GRPO):
                              f"{self.cov_ub}")
         seed = self.selection_seed
         generator = None if seed is None else torch.Generator().manual_seed(seed)
-        object.__setattr__(self, "_generator", generator)  # mutable draw state, not a hyperparameter
+        object.__setattr__(self, "_generator", generator)
 
     def surrogate(
         self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor

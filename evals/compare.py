@@ -79,8 +79,8 @@ def parse_number(text: str) -> Fraction | None:
         mixed = _MIXED.fullmatch(text)
         if mixed:
             sign, whole, *fraction = mixed.groups()
-            numerator, denominator = (int(x) for x in fraction if x is not None)
-            value = int(whole) + Fraction(numerator, denominator)
+            top, bottom = (int(x) for x in fraction if x is not None)
+            value = int(whole) + Fraction(top, bottom)
             return -value if sign == "-" else value
         match = _FRAC.fullmatch(text) or _SLASH.fullmatch(text)
         if match is None:

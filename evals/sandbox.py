@@ -68,7 +68,8 @@ class _Zygote:
         self._process: subprocess.Popen | None = None
         self._control: socket.socket | None = None
 
-    def _start(self) -> None:
+    def _start(self) -> socket.socket:
+        """Start the zygote; returns the control socket once it is ready."""
         control, remote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # `-c` with our sys.path, so the zygote imports this very checkout (editable installs,
         # tests run from a source tree) without depending on the parent's __main__ module.
@@ -89,13 +90,15 @@ class _Zygote:
         finally:
             remote.close()
         self._control = control
-        if self._reply(STARTUP_TIMEOUT_S) != {"ready": True}:
+        if self._reply(control, STARTUP_TIMEOUT_S) != {"ready": True}:
             self._stop()
             raise OSError("the answer-checking zygote failed to start")
+        return control
 
-    def _reply(self, timeout: float) -> dict | None:
-        readable, _, _ = select.select([self._control], [], [], timeout)
-        message = self._control.recv(4096) if readable else b""
+    @staticmethod
+    def _reply(control: socket.socket, timeout: float) -> dict | None:
+        readable, _, _ = select.select([control], [], [], timeout)
+        message = control.recv(4096) if readable else b""
         return json.loads(message) if message else None
 
     def _stop(self) -> None:
@@ -116,10 +119,9 @@ class _Zygote:
         with self._lock:
             for _ in range(2):
                 try:
-                    if self._control is None:
-                        self._start()
-                    socket.send_fds(self._control, [b'{"spawn": true}'], [channel.fileno()])
-                    reply = self._reply(STARTUP_TIMEOUT_S)
+                    control = self._control or self._start()
+                    socket.send_fds(control, [b'{"spawn": true}'], [channel.fileno()])
+                    reply = self._reply(control, STARTUP_TIMEOUT_S)
                     if reply and "pid" in reply:
                         return reply["pid"]
                 except OSError:

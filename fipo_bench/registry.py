@@ -24,16 +24,25 @@ import typing
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from fipo_bench.coerce import coerce, describe
 
 ENTRY_POINT_GROUP = "fipo_bench.algorithms"
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, type[RegisteredAlgorithm]] = {}
 _discovered = False
 
-AlgorithmClass = TypeVar("AlgorithmClass", bound=type)
+
+
+class RegisteredAlgorithm(Protocol):
+    """What the registry knows of an algorithm class: a dataclass, and the name it is registered under."""
+
+    name: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+AlgorithmClass = TypeVar("AlgorithmClass", bound=type[RegisteredAlgorithm])
 
 
 def register_algorithm(name: str) -> Callable[[AlgorithmClass], AlgorithmClass]:
@@ -42,7 +51,8 @@ def register_algorithm(name: str) -> Callable[[AlgorithmClass], AlgorithmClass]:
         raise ValueError(f"algorithm names are non-empty lower-case strings, got {name!r}")
 
     def decorate(cls: AlgorithmClass) -> AlgorithmClass:
-        if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is None or not params.frozen:
             raise TypeError(f"register_algorithm({name!r}): {cls.__qualname__} must be a frozen dataclass")
         existing = _REGISTRY.get(name)
         if existing is not None and _qualified(existing) != _qualified(cls):
@@ -57,7 +67,9 @@ def register_algorithm(name: str) -> Callable[[AlgorithmClass], AlgorithmClass]:
     return decorate
 
 
-def register_variant(name: str, base: str | type, doc: str, **defaults: Any) -> type:
+def register_variant(
+    name: str, base: str | type[RegisteredAlgorithm], doc: str, **defaults: Any
+) -> type[RegisteredAlgorithm]:
     """Register `base` with different defaults under `name`; returns the new subclass.
 
     The variant keeps every field (and its documentation) of `base`; `doc` says what the setting is
@@ -73,7 +85,8 @@ def register_variant(name: str, base: str | type, doc: str, **defaults: Any) -> 
         namespace[key] = dataclasses.field(default=value, metadata=inherited[key].metadata)
     suffix = name.removeprefix(getattr(base_cls, "name", "")).strip("-_") or name  # "fipo-7b" -> FIPO_7B
     class_name = f"{base_cls.__name__}_{suffix.upper().replace('-', '_')}"
-    variant = dataclasses.dataclass(frozen=True)(type(class_name, (base_cls,), namespace))
+    subclass = type(class_name, (base_cls,), namespace)
+    variant: type[RegisteredAlgorithm] = dataclasses.dataclass(frozen=True)(subclass)
     return register_algorithm(name)(variant)
 
 
@@ -93,12 +106,12 @@ def list_algorithms() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def algorithm_class(name: str) -> type:
+def algorithm_class(name: str) -> type[RegisteredAlgorithm]:
     """The dataclass registered as `name` (for reading its fields and defaults without an instance)."""
     return _lookup(name)
 
 
-def _lookup(name: str) -> type:
+def _lookup(name: str) -> type[RegisteredAlgorithm]:
     _discover()
     key = name.strip().lower() if isinstance(name, str) else name
     if key in _REGISTRY:
@@ -130,7 +143,7 @@ def _discover() -> None:
             register_algorithm(entry_point.name)(loaded)
 
 
-def _validated(cls: type, overrides: dict[str, Any], context: str) -> dict[str, Any]:
+def _validated(cls: type[RegisteredAlgorithm], overrides: dict[str, Any], context: str) -> dict[str, Any]:
     """Check `overrides` against `cls`'s init fields (fipo_bench.coerce); returns them converted (ints
     for float fields), renamed hyperparameters under their new names."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -153,7 +166,7 @@ def _validated(cls: type, overrides: dict[str, Any], context: str) -> dict[str, 
     return checked
 
 
-def _current_name(cls: type, key: str, context: str) -> str:
+def _current_name(cls: type[RegisteredAlgorithm], key: str, context: str) -> str:
     """`key`, or its new name if it was renamed (Algorithm.renamed_hyperparameters), with a warning."""
     new = getattr(cls, "renamed_hyperparameters", {}).get(key)
     if new is None:

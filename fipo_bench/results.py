@@ -354,7 +354,10 @@ class RunDir:
         """A finished step-0 evaluation of the same seed in a sibling run: the base model's evaluation is
         the same for every algorithm of a seed, so it is computed once per seed (in whichever process
         gets there first) and copied."""
-        seed = RUN_DIR_PATTERN.match(self.name)["seed"]
+        match = RUN_DIR_PATTERN.match(self.name)
+        if match is None:  # not a run directory of a matrix: no siblings
+            return None
+        seed = match["seed"]
         for sibling in sorted(self.path.parent.glob(f"*-seed{seed}")):
             candidate = RunDir(sibling).eval_dir(dataset, 0)
             if sibling != self.path and (candidate / "summary.json").is_file():
