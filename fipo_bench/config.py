@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fipo_bench.coerce import coerce, describe
+from fipo_bench.io import read_json
+from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, get_preset
 
 BACKENDS = ("local", "openrlhf")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -323,8 +325,6 @@ def apply_sets(values: dict[str, Any], sets: list[str]) -> dict[str, Any]:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a `--config` JSON file of RunConfig fields (any subset)."""
-    from fipo_bench.io import read_json
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file")
@@ -344,8 +344,6 @@ def build_config(preset: str | None = None, *, config_file: str | Path | None = 
 
     Without a preset: presets.MODEL_PRESET when the other layers name a model, else the built-in model's.
     """
-    from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, get_preset
-
     file_values = load_config_file(config_file) if config_file is not None else {}
     given = apply_sets({**file_values, **{k: v for k, v in (options or {}).items() if v is not None}},
                        sets or [])
