@@ -54,10 +54,11 @@ SymbolicVerdict = Literal["correct", "incorrect", "timeout", "error"]
 class _Zygote:
     """A process that imported and warmed up sympy + math-verify once and forks workers on request.
 
-    Why: importing sympy costs about a second of CPU. A worker killed on a timeout used to be replaced
-    by a freshly started interpreter, whose import competed with the live workers for the cores (on 2
-    cores with 2 busy workers that cost about a tenth of the wall time); a fork of the warm zygote costs
-    milliseconds. Protocol on a SOCK_SEQPACKET pair (one message per send, no framing needed):
+    Why: importing sympy costs about a second of CPU. Replacing a worker killed on a timeout by a fresh
+    interpreter would take that second from the live workers (on 2 cores with 2 busy workers, about a
+    tenth of the wall time); a fork of the warm zygote costs milliseconds.
+
+    Protocol on a SOCK_SEQPACKET pair (one message per send, no framing needed):
     {"spawn"} with one socket attached as SCM_RIGHTS -> {"pid": n}, the child serving that socket;
     {"reap": n} -> nothing (wait for child n, which the caller has killed). The zygote reaps only on
     request, so a worker's pid cannot be reused while the parent may still signal it.

@@ -8,8 +8,8 @@ report reads through it, so no other module knows a file name of a run directory
 Writes are atomic or append-only (fipo_bench.io). A process that writes a directory holds its `.lock`
 (an advisory `flock`, released by the kernel when the process dies, so kill -9 leaves no stale lock); a
 second process exits with a message naming the holder. Lines of metrics.jsonl / evals.jsonl that repeat a
-step (what two processes appending to one run used to leave) are repaired when they agree apart from
-timings, and otherwise reported with the file and both line numbers.
+step (two writers of one run would leave them; the lock keeps a second writer out) are repaired when
+they agree apart from timings, and otherwise reported with the file and both line numbers.
 """
 
 from __future__ import annotations
