@@ -2,13 +2,13 @@
 registered plugin, behind one contract (`base.Algorithm`).
 
     from fipo_bench.algorithms import get_algorithm
-    alg = get_algorithm("fipo", decay_rate=16)
+    alg = get_algorithm("fipo", half_life=16)
 
 Every module in this package is imported on the first registry lookup, so a new algorithm is one file
 here with a `@register_algorithm("name")` class (or an entry point in the `fipo_bench.algorithms` group).
 """
 
-from fipo_bench.algorithms.base import Algorithm, hyperparameter
+from fipo_bench.algorithms.base import Algorithm, hyperparameter, setting
 from fipo_bench.algorithms.dapo import DAPO
 from fipo_bench.algorithms.fipo import FIPO
 from fipo_bench.algorithms.grpo import GRPO, PolicyGradient
@@ -16,5 +16,5 @@ from fipo_bench.registry import get_algorithm, list_algorithms, register_algorit
 
 __all__ = [
     "DAPO", "FIPO", "GRPO", "Algorithm", "PolicyGradient", "get_algorithm", "hyperparameter",
-    "list_algorithms", "register_algorithm", "register_variant",
+    "list_algorithms", "register_algorithm", "register_variant", "setting",
 ]

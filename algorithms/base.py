@@ -1,7 +1,8 @@
 """The algorithm contract every trainer backend relies on.
 
 An algorithm is a frozen dataclass of hyperparameters (defaults = its published recipe; every field made
-with `hyperparameter(default, doc)` so `fipo-bench algos` can show its meaning and source) plus the
+with `hyperparameter(default, doc)` so `fipo-bench algos` can show its meaning and source, or with
+`setting(default, source)` where a subclass only changes an inherited field's default) plus the
 methods below. Backends call only these methods, in this vocabulary:
 
     rewards[N], group_ids[N]          one scalar reward per sampled response, and its prompt's group
@@ -11,16 +12,14 @@ methods below. Backends call only these methods, in this vocabulary:
     mask [N, T]                       1 on response tokens, 0 on padding
 
 Backends call `advantages(rewards, group_ids, mask=mask)` with the rollout's response mask, for the
-estimators that need response lengths or give per-token advantages (REINFORCE++, OPO); a subclass whose
-`advantages` takes no `mask` (the contract before it had one) is wrapped so that it still works.
+estimators that need response lengths or give per-token advantages (REINFORCE++, OPO).
 Math runs in float32 for bf16/fp16/fp32 inputs and in float64 for float64 inputs (`ops.compute_dtype`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
+import types
 import typing
 from typing import Any, ClassVar
 
@@ -30,9 +29,35 @@ from torch import Tensor
 from fipo_bench import ops
 
 
-def hyperparameter(default: Any, doc: str) -> Any:
-    """A dataclass field with its documentation: first sentence = meaning, then the source."""
-    return dataclasses.field(default=default, metadata={"doc": doc})
+def hyperparameter(default: Any, doc: str, *, source: str | None = None) -> Any:
+    """A dataclass field with its documentation: what it means and where its default comes from.
+
+    `doc` is "Meaning. Source." (split at the first ". "), or only the meaning when `source` is given.
+    """
+    if source is None:
+        meaning, dot, source = doc.partition(". ")
+        meaning += "." if dot else ""
+    else:
+        meaning = doc
+    return dataclasses.field(default=default, metadata={"meaning": meaning, "source": source})
+
+
+def setting(default: Any, source: str) -> Any:
+    """An inherited hyperparameter with this class's own default, and `source`: where that value is
+    published. Its meaning is the one the nearest base class declared (filled in when the subclass is
+    created, see Algorithm.__init_subclass__), so it is written once."""
+    return dataclasses.field(default=default, metadata={"source": source})
+
+
+def _declared_meaning(cls: type, name: str) -> str:
+    """The meaning of hyperparameter `name` as the nearest dataclass base of `cls` declares it."""
+    for base in cls.__mro__[1:]:
+        declared = base.__dict__.get("__dataclass_fields__", {}).get(name)
+        if declared is not None and "meaning" in declared.metadata:
+            return declared.metadata["meaning"]
+    raise TypeError(f"{cls.__qualname__}.{name}: setting() changes the default of an inherited "
+                    f"hyperparameter, but no base class declares {name!r}; declare it with "
+                    f"hyperparameter(default, doc)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +66,9 @@ class Algorithm:
 
     name: ClassVar[str] = ""  # set by registry.register_algorithm
     paper: ClassVar[str] = ""  # the publication, e.g. "Shao et al. 2024, arXiv 2402.03300" (fipo-bench algos)
+    # Old name -> new name of a renamed hyperparameter: the registry still accepts the old name, with a
+    # FutureWarning, for one release after the rename.
+    renamed_hyperparameters: ClassVar[dict[str, str]] = {}
 
     loss_agg: str = hyperparameter(
         "token-mean", "How per-token losses are reduced: token-mean, seq-mean-token-mean, seq-mean-token-sum "
@@ -50,14 +78,14 @@ class Algorithm:
         "is full. DAPO (Yu et al. 2025, arXiv 2503.14476) section 3.2.")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give each `setting(...)` field of the new class the meaning its base class declared (runs
+        before the dataclass decorator reads the fields)."""
         super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("advantages")
-        if own is not None and "mask" not in inspect.signature(own).parameters:
-            @functools.wraps(own)
-            def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor | None = None) -> Tensor:
-                return own(self, rewards, group_ids)  # an estimator written before `mask` existed
-
-            cls.advantages = advantages
+        for name, value in vars(cls).items():
+            made_by_setting = isinstance(value, dataclasses.Field) and "source" in value.metadata
+            if made_by_setting and "meaning" not in value.metadata:
+                metadata = {"meaning": _declared_meaning(cls, name), **value.metadata}
+                value.metadata = types.MappingProxyType(metadata)
 
     def __post_init__(self) -> None:
         if self.loss_agg not in ops.AGGREGATION_MODES:

@@ -28,7 +28,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.grpo import PolicyGradient, surrogate_metrics, validate_clip
 from fipo_bench.registry import register_algorithm
 
@@ -46,9 +46,8 @@ class CISPO(PolicyGradient):
     clip_high: float = hyperparameter(
         0.2, "The importance weight is clipped above at 1 + clip_high. The paper tunes it without giving "
         "a value; verl's CISPO example: 0.2.")
-    loss_agg: str = hyperparameter(
-        "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). MiniMax-M1: the sum "
-        "over all tokens of the batch over their number.")
+    loss_agg: str = setting(
+        "token-mean", "MiniMax-M1: the sum over all tokens of the batch over their number.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.grpo import GRPO, clip_flags, clipped_surrogate, surrogate_metrics
 from fipo_bench.registry import register_algorithm
 
@@ -51,9 +51,7 @@ PAPER = "Cui et al. 2025, The Entropy Mechanism of RL for Reasoning LMs, arXiv 2
 
 def authors_dynamic_sampling() -> Any:
     """The `dynamic_sampling` field of Clip-Cov and KL-Cov: on, as in the authors' DAPO-based recipes."""
-    return hyperparameter(
-        True, "Drop groups whose samples are all correct or all wrong, and generate more until the batch "
-        "is full. The authors' DAPO-based recipes: enable_filter_groups=True.")
+    return setting(True, "The authors' DAPO-based recipes: enable_filter_groups=True.")
 
 
 def token_covariance(advantages: Tensor, logp: Tensor, mask: Tensor) -> Tensor:
@@ -85,17 +83,11 @@ class ClipCov(GRPO):
     paper: ClassVar[str] = PAPER
     log_ratio_limit: ClassVar[float | None] = None  # as the reference code
 
-    clip_low: float = hyperparameter(
-        1.0, "Ratio clipped below at 1 - clip_low (1 = no lower bound). The authors' recipes "
-        "(7b_clip_cov.sh, 32b_clip_cov.sh): clip_ratio_low=1.")
-    clip_high: float = hyperparameter(
-        1.0, "Ratio clipped above at 1 + clip_high. The authors' recipes: clip_ratio_high=1.")
-    kl_coef: float = hyperparameter(
-        0.0, "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "The authors' recipes: no KL loss.")
-    loss_agg: str = hyperparameter(
-        "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). The authors' "
-        "recipes: token-mean.")
+    clip_low: float = setting(
+        1.0, "The authors' recipes (7b_clip_cov.sh, 32b_clip_cov.sh): clip_ratio_low=1.")
+    clip_high: float = setting(1.0, "The authors' recipes: clip_ratio_high=1.")
+    kl_coef: float = setting(0.0, "The authors' recipes: no KL loss.")
+    loss_agg: str = setting("token-mean", "The authors' recipes: token-mean.")
     dynamic_sampling: bool = authors_dynamic_sampling()
     cov_ratio: float = hyperparameter(
         2e-4, "Share of the batch's response tokens whose gradient is removed. The authors' recipes: "
@@ -104,6 +96,8 @@ class ClipCov(GRPO):
         1.0, "Only tokens with covariance above this are candidates. The authors' recipes: clip_cov_lb=1.0.")
     cov_ub: float = hyperparameter(
         5.0, "Only tokens with covariance below this are candidates. The authors' recipes: clip_cov_ub=5.0.")
+    # The draw's generator, per instance (set in __post_init__: mutable state, not a hyperparameter).
+    _generator: ClassVar[torch.Generator | None] = None
     selection_seed: int | None = hyperparameter(
         None, "Seed of an own generator for the random draw; None = torch's global generator, as the "
         "reference code (verl's compute_policy_loss_clip_cov). Not a paper setting.")
@@ -118,7 +112,7 @@ class ClipCov(GRPO):
                              f"{self.cov_ub}")
         seed = self.selection_seed
         generator = None if seed is None else torch.Generator().manual_seed(seed)
-        object.__setattr__(self, "_generator", generator)  # mutable draw state, not a hyperparameter
+        object.__setattr__(self, "_generator", generator)
 
     def surrogate(
         self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.grpo import GRPO
 from fipo_bench.registry import register_algorithm
 
@@ -39,20 +39,11 @@ class DAPO(GRPO):
 
     paper: ClassVar[str] = "Yu et al. 2025, DAPO, arXiv 2503.14476"
 
-    clip_high: float = hyperparameter(
-        0.28, "Ratio clipped above at 1 + clip_high. DAPO section 3.1 (clip-higher): 0.28.")
-    dual_clip: float | None = hyperparameter(
-        10.0, "For negative advantages the loss is capped at -A * dual_clip (None = off). Dual-clip PPO "
-        "(Ye et al. 2020); DAPO's verl recipe: 10.")
-    kl_coef: float = hyperparameter(
-        0.0, "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "DAPO section 2.3 removes it.")
-    loss_agg: str = hyperparameter(
-        "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). DAPO section 3.3: "
-        "token-mean over the batch.")
-    dynamic_sampling: bool = hyperparameter(
-        True, "Drop groups whose samples are all correct or all wrong, and generate more until the batch "
-        "is full. DAPO section 3.2.")
+    clip_high: float = setting(0.28, "DAPO section 3.1 (clip-higher): 0.28.")
+    dual_clip: float | None = setting(10.0, "Dual-clip PPO (Ye et al. 2020); DAPO's verl recipe: 10.")
+    kl_coef: float = setting(0.0, "DAPO section 2.3 removes it.")
+    loss_agg: str = setting("token-mean", "DAPO section 3.3: token-mean over the batch.")
+    dynamic_sampling: bool = setting(True, "DAPO section 3.2.")
     overlong_buffer: int | None = hyperparameter(
         4096, "Length of the soft-punishment zone before the maximum response length, in tokens "
         "(None = off). DAPO section 3.4: 4096 at a 20480-token maximum.")

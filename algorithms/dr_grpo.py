@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.grpo import GRPO
 from fipo_bench.registry import register_algorithm
 
@@ -72,12 +72,10 @@ class DrGRPO(GRPO):
 
     paper: ClassVar[str] = "Liu et al. 2025, Understanding R1-Zero-Like Training, arXiv 2503.20783"
 
-    kl_coef: float = hyperparameter(
-        0.0, "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "Dr. GRPO trains without it (beta = 0).")
-    loss_agg: str = hyperparameter(
-        "seq-mean-token-sum-norm", "How per-token losses are reduced (see fipo_bench.ops.aggregate). "
-        "Dr. GRPO section 3.2: each response's token sum over a constant, then the mean over responses.")
+    kl_coef: float = setting(0.0, "Dr. GRPO trains without it (beta = 0).")
+    loss_agg: str = setting(
+        "seq-mean-token-sum-norm", "Dr. GRPO section 3.2: each response's token sum over a constant, then "
+        "the mean over responses.")
     max_tokens_norm: int | None = hyperparameter(
         None, "The constant a response's token sum is divided by (None = the padded width of the batch, "
         "as verl). Dr. GRPO (oat): the maximum generation length.")

@@ -10,16 +10,18 @@ AIME24 avg@32 of 56 (peak 58) against DAPO's 50.
 How FIPO differs from DAPO (`dapo.py`; DAPO's own changes to GRPO are listed there):
 
 1. A per-token weight on the advantage, computed inside the loss from the probability shift
-       d_t = clamp(log pi_theta(y_t) - log pi_old(y_t), -20, 20),   r_t = exp(d_t)           (eq. 1)
-   summed, discounted, over the rest of the response:
+       d_t = log pi_theta(y_t) - log pi_old(y_t),   r_t = exp(d_t)                             (eq. 1)
+   summed, discounted, over the rest of the response (the Future-KL):
        F_t = sum_{k >= t} gamma^(k - t) M_k d_k,   M_k = [r_k <= c],   gamma = 2^(-1/tau)       (eq. 2)
-   Tokens whose ratio already exceeds the dual-clip constant c are left out of the sum (M_k); tau is
-   the half-life in tokens. On the first mini-batch after a rollout d = 0, so F = 0 and FIPO equals
-   DAPO; it acts from the second mini-batch on.
-2. The weight and the re-weighted advantage:
-       w_t = clamp(exp(F_t), w_low, w_high),   A~_t = A_t * stop_gradient(w_t)
+   The Future-KL mask M_k leaves out the tokens whose ratio already exceeds the dual-clip constant c;
+   tau is the half-life in tokens (`half_life`). On the first mini-batch after a rollout d = 0, so
+   F = 0 and FIPO equals DAPO; it acts from the second mini-batch on. As everywhere here (and in verl),
+   d_t is clamped to [-20, 20] before use, so that one wild token cannot overflow exp; the paper's
+   eq. 1 has no clamp.
+2. The influence weight and the re-weighted advantage:
+       f_t = clamp(exp(F_t), f_low, f_high),   A~_t = A_t * stop_gradient(f_t)   (weight_low/high)
 3. A safety rule for negative advantages whose ratio has already grown a lot:
-       where A_t < 0 and r_t > safety_threshold:  w_t = clamp(w_t, 0.8, 1.0)
+       where A_t < 0 and r_t > safety_threshold:  f_t = clamp(f_t, 0.8, 1.0)
 4. The clipped, dual-clipped surrogate on A~ (as DAPO), then every response with more than one token
    where A < 0 and the dual clip is active is dropped from the batch:
        l_t = max(-A~_t r_t, -A~_t clip(r_t, 1 - eps_low, 1 + eps_high))
@@ -54,49 +56,49 @@ from fipo_bench.registry import register_algorithm, register_variant
 SAFETY_WEIGHT_RANGE = (0.8, 1.0)  # the reference code's clamp under the safety rule (not a paper value)
 
 
-class FutureKLWeights(NamedTuple):
-    weight: Tensor  # [N, T] w_t, no gradient
+class InfluenceWeights(NamedTuple):
+    influence_weight: Tensor  # [N, T] f_t, no gradient
     future_kl: Tensor  # [N, T] F_t
-    influence: Tensor  # [N, T] bool: m_t, the tokens summed into F
+    future_kl_mask: Tensor  # [N, T] bool: M_k (within the response mask), the tokens summed into F
     unsafe: Tensor  # [N, T] bool: where the safety rule replaced the weight
 
 
-def future_kl(log_ratio: Tensor, influence: Tensor, decay_rate: float) -> Tensor:
-    """F_t = sum_{k >= t} 2^(-(k - t) / decay_rate) * influence_k * log_ratio_k:  [N, T] -> [N, T]."""
-    summed = torch.where(influence, log_ratio, log_ratio.new_zeros(()))
-    return ops.discounted_reverse_cumsum(summed, 2.0 ** (-1.0 / decay_rate))
+def future_kl(log_ratio: Tensor, future_kl_mask: Tensor, half_life: float) -> Tensor:
+    """F_t = sum_{k >= t} 2^(-(k - t) / half_life) * M_k * log_ratio_k:  [N, T] -> [N, T]."""
+    summed = torch.where(future_kl_mask, log_ratio, log_ratio.new_zeros(()))
+    return ops.discounted_reverse_cumsum(summed, 2.0 ** (-1.0 / half_life))
 
 
-def future_kl_weights(
+def influence_weights(
     log_ratio: Tensor,
     advantages: Tensor,
     mask: Tensor,
     *,
-    decay_rate: float,
+    half_life: float,
     ratio_cap: float | None,
     weight_low: float,
     weight_high: float,
     safety_threshold: float,
     mask_negative_only: bool,
     safety_resets_weight: bool,
-) -> FutureKLWeights:
-    """FIPO's per-token advantage weights (eqs. 1-2 and the safety rule), without gradient.
+) -> InfluenceWeights:
+    """FIPO's influence weights f_t (eqs. 1-2 and the safety rule), without gradient.
 
     log_ratio[N, T] (clamped logp - old_logp), advantages[N, T], mask[N, T] bool.
     """
     log_ratio = log_ratio.detach()
-    influence = mask
+    future_kl_mask = mask
     if ratio_cap is not None:
         within_cap = log_ratio <= math.log(ratio_cap)  # r_t <= c
         if mask_negative_only:  # the paper: the cap leaves out negative-advantage tokens only
             within_cap = within_cap | (advantages >= 0)
-        influence = mask & within_cap
-    future = future_kl(log_ratio, influence, decay_rate)  # [N, T]
+        future_kl_mask = mask & within_cap
+    future = future_kl(log_ratio, future_kl_mask, half_life)  # [N, T]
     weight = torch.exp(future).clamp_(weight_low, weight_high)  # exp may overflow to inf; the clamp bounds it
     unsafe = (advantages < 0) & (log_ratio > math.log(safety_threshold))  # r_t > safety_threshold
     safe_weight = 1.0 if safety_resets_weight else weight.clamp(*SAFETY_WEIGHT_RANGE)
     weight = torch.where(unsafe, safe_weight, weight)
-    return FutureKLWeights(weight, future, influence, unsafe)
+    return InfluenceWeights(weight, future, future_kl_mask, unsafe)
 
 
 def sequences_to_keep(dual_clipped: Tensor, mask: Tensor, max_dual_clipped_tokens: int | None) -> Tensor:
@@ -112,13 +114,14 @@ class FIPO(DAPO):
     """FIPO with the Qwen2.5-32B settings of arXiv 2603.19835 (on top of DAPO's recipe)."""
 
     paper: ClassVar[str] = "Qwen Pilot 2026, FIPO, arXiv 2603.19835"
+    renamed_hyperparameters: ClassVar[dict[str, str]] = {"decay_rate": "half_life"}  # after fipo-bench 0.1.0
 
-    decay_rate: float = hyperparameter(
+    half_life: float = hyperparameter(
         32.0, "Half-life tau of the Future-KL discount in tokens: gamma = 2^(-1/tau). FIPO eq. 2; 32 tokens.")
     weight_low: float = hyperparameter(
-        1.0, "Lower bound of the advantage weight exp(Future-KL). FIPO, Qwen2.5-32B run: 1.0 (7B: 0.8).")
+        1.0, "Lower bound of the influence weight exp(Future-KL). FIPO, Qwen2.5-32B run: 1.0 (7B: 0.8).")
     weight_high: float = hyperparameter(
-        1.2, "Upper bound of the advantage weight exp(Future-KL). FIPO: 1.2.")
+        1.2, "Upper bound of the influence weight exp(Future-KL). FIPO: 1.2.")
     safety_threshold: float = hyperparameter(
         10.0, "Where A < 0 and the ratio exceeds this, the weight is clamped to [0.8, 1]. FIPO, 32B run: 10 "
         "(7B: 3).")
@@ -135,9 +138,9 @@ class FIPO(DAPO):
     def __post_init__(self) -> None:
         super().__post_init__()
         prefix = type(self).__name__
-        if not (self.decay_rate > 0 and math.isfinite(self.decay_rate)):
-            raise ValueError(f"{prefix}.decay_rate: expected a finite number of tokens > 0, "
-                             f"got {self.decay_rate}")
+        if not (self.half_life > 0 and math.isfinite(self.half_life)):
+            raise ValueError(f"{prefix}.half_life: expected a finite number of tokens > 0, "
+                             f"got {self.half_life}")
         if not 0.0 < self.weight_low <= self.weight_high:
             raise ValueError(f"{prefix}.weight_low/weight_high: expected 0 < weight_low <= weight_high, got "
                              f"{self.weight_low} and {self.weight_high}")
@@ -151,12 +154,13 @@ class FIPO(DAPO):
         self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         log_ratio = self.log_ratio(logp, old_logp)
-        weights = future_kl_weights(
-            log_ratio, advantages, mask, decay_rate=self.decay_rate, ratio_cap=self.dual_clip,
+        weights = influence_weights(
+            log_ratio, advantages, mask, half_life=self.half_life, ratio_cap=self.dual_clip,
             weight_low=self.weight_low, weight_high=self.weight_high, safety_threshold=self.safety_threshold,
             mask_negative_only=self.mask_negative_only, safety_resets_weight=self.safety_resets_weight)
         loss, dual_clipped = clipped_surrogate(
-            torch.exp(log_ratio), advantages * weights.weight, self.clip_low, self.clip_high, self.dual_clip)
+            torch.exp(log_ratio), advantages * weights.influence_weight, self.clip_low, self.clip_high,
+            self.dual_clip)
         keep = sequences_to_keep(dual_clipped, mask, self.max_dual_clipped_tokens)  # [N]
 
         flags = clip_flags(log_ratio, advantages, self.clip_low, self.clip_high, dual_clipped)
@@ -165,11 +169,11 @@ class FIPO(DAPO):
             "weight_clip_frac_high": weights.future_kl > math.log(self.weight_high),
             "weight_clip_frac_low": weights.future_kl < math.log(self.weight_low),
             "safety_frac": weights.unsafe,
-            "future_kl_masked_frac": ~weights.influence,
+            "future_kl_masked_frac": ~weights.future_kl_mask,
         })
         token_mask = ops.float_mask(mask)  # [N, T]: for the weight statistics, the counts and the loss mask
         tokens_per_sequence = token_mask.sum(-1)  # [N]
-        real_weights = weights.weight * token_mask  # [N, T], 0 on padding
+        real_weights = weights.influence_weight * token_mask  # [N, T], 0 on padding
         weight_mean = real_weights.sum() / tokens_per_sequence.sum().clamp_min(1)
         # The mean of the real weights lies between their min and max, so it can stand in for padding (and
         # for an empty batch, where all three are 0). Exact: each token adds w + 0 or 0 + mean.

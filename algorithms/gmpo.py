@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.grpo import PolicyGradient, surrogate_metrics
 from fipo_bench.registry import register_algorithm
 
@@ -66,9 +66,7 @@ class GMPO(PolicyGradient):
     clip_high: float = hyperparameter(
         0.4, "Token log-ratios of positive-advantage responses are clipped above at clip_high (log space). "
         "GMPO: 0.4.")
-    loss_agg: str = hyperparameter(
-        "seq-mean-token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). GMPO: the "
-        "mean of the per-response objectives.")
+    loss_agg: str = setting("seq-mean-token-mean", "GMPO: the mean of the per-response objectives.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

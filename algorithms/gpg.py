@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.dr_grpo import LoneBaseline, group_centered_advantages, lone_baseline_field
 from fipo_bench.algorithms.grpo import PolicyGradient, surrogate_metrics
 from fipo_bench.registry import register_algorithm
@@ -57,9 +57,7 @@ class GPG(PolicyGradient):
 
     paper: ClassVar[str] = "Chu et al. 2025, GPG, arXiv 2504.02546"
 
-    loss_agg: str = hyperparameter(
-        "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). The authors' code: "
-        "the mean over the batch's tokens.")
+    loss_agg: str = setting("token-mean", "The authors' code: the mean over the batch's tokens.")
     alpha_rule: Literal["valid-groups", "nonzero-rewards", "one"] = hyperparameter(
         "valid-groups", "The factor alpha on every advantage of a batch: 'valid-groups' = B / (B - M), M = "
         "samples of groups with all-equal rewards (GPG section 3.2 and the authors' code); "

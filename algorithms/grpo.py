@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import Algorithm, as_token_inputs, hyperparameter
+from fipo_bench.algorithms.base import Algorithm, as_token_inputs, hyperparameter, setting
 from fipo_bench.registry import register_algorithm
 
 LOG_RATIO_LIMIT = 20.0  # |logp - old_logp| is clamped here before exp, so one wild token cannot overflow
@@ -167,12 +167,9 @@ class GRPO(PolicyGradient):
     dual_clip: float | None = hyperparameter(
         None, "For negative advantages the loss is capped at -A * dual_clip (None = off). "
         "Dual-clip PPO (Ye et al. 2020, arXiv 1912.09729).")
-    kl_coef: float = hyperparameter(
-        0.04, "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "DeepSeekMath section 4.1: beta = 0.04.")
-    loss_agg: str = hyperparameter(
-        "seq-mean-token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). GRPO: mean "
-        "over each response's tokens, then over responses.")
+    kl_coef: float = setting(0.04, "DeepSeekMath section 4.1: beta = 0.04.")
+    loss_agg: str = setting(
+        "seq-mean-token-mean", "GRPO: mean over each response's tokens, then over responses.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.grpo import GRPO, clip_flags, clipped_surrogate, surrogate_metrics
 from fipo_bench.registry import register_algorithm
 
@@ -62,12 +62,9 @@ class GSPO(GRPO):
         3e-4, "The sequence ratio is clipped below at 1 - clip_low. GSPO section 5.1: 3e-4.")
     clip_high: float = hyperparameter(
         4e-4, "The sequence ratio is clipped above at 1 + clip_high. GSPO section 5.1: 4e-4.")
-    kl_coef: float = hyperparameter(
-        0.0, "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "GSPO trains without it.")
-    loss_agg: str = hyperparameter(
-        "seq-mean-token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). GSPO: the "
-        "mean over each response's tokens, then over responses.")
+    kl_coef: float = setting(0.0, "GSPO trains without it.")
+    loss_agg: str = setting(
+        "seq-mean-token-mean", "GSPO: the mean over each response's tokens, then over responses.")
 
     def surrogate(
         self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter, required_mask
+from fipo_bench.algorithms.base import required_mask, setting
 from fipo_bench.algorithms.dr_grpo import LoneBaseline, lone_baseline_field, with_lone_baseline
 from fipo_bench.algorithms.grpo import GRPO
 from fipo_bench.registry import register_algorithm
@@ -52,11 +52,8 @@ class OPO(GRPO):
 
     paper: ClassVar[str] = "Hao et al. 2025, On-Policy RL with Optimal Reward Baseline, arXiv 2505.23585"
 
-    kl_coef: float = hyperparameter(
-        0.0, "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "OPO trains without KL regularisation.")
-    loss_agg: str = hyperparameter(
-        "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). verl's default.")
+    kl_coef: float = setting(0.0, "OPO trains without KL regularisation.")
+    loss_agg: str = setting("token-mean", "verl's default.")
     lone_baseline: LoneBaseline = lone_baseline_field()
 
     def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter, required_mask
+from fipo_bench.algorithms.base import hyperparameter, required_mask, setting
 from fipo_bench.algorithms.dr_grpo import LoneBaseline, group_centered_advantages, lone_baseline_field
 from fipo_bench.algorithms.grpo import GRPO
 from fipo_bench.registry import register_algorithm
@@ -69,12 +69,9 @@ class _WhitenedReturns(GRPO):
 
     paper: ClassVar[str] = PAPER
 
-    kl_coef: float = hyperparameter(
-        0.0, "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "REINFORCE++ puts its KL penalty in the reward instead (not modelled here).")
-    loss_agg: str = hyperparameter(
-        "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). OpenRLHF's and "
-        "verl's default.")
+    kl_coef: float = setting(
+        0.0, "REINFORCE++ puts its KL penalty in the reward instead (not modelled here).")
+    loss_agg: str = setting("token-mean", "OpenRLHF's and verl's default.")
     unbiased_std: bool = hyperparameter(
         False, "Whiten with the Bessel-corrected std sqrt(var + 1e-8), as verl. The authors' OpenRLHF "
         "(default False): the biased std sqrt(max(var, 1e-8)).")

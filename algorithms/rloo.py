@@ -26,7 +26,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import setting
 from fipo_bench.algorithms.dr_grpo import LoneBaseline, lone_baseline_field, with_lone_baseline
 from fipo_bench.algorithms.grpo import GRPO
 from fipo_bench.registry import register_algorithm
@@ -47,12 +47,8 @@ class RLOO(GRPO):
 
     paper: ClassVar[str] = "Ahmadian et al. 2024, Back to Basics (RLOO), arXiv 2402.14740"
 
-    kl_coef: float = hyperparameter(
-        0.0, "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "RLOO puts its KL penalty in the reward instead (not modelled here).")
-    loss_agg: str = hyperparameter(
-        "token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). verl's default, "
-        "used by its RLOO recipe.")
+    kl_coef: float = setting(0.0, "RLOO puts its KL penalty in the reward instead (not modelled here).")
+    loss_agg: str = setting("token-mean", "verl's default, used by its RLOO recipe.")
     lone_baseline: LoneBaseline = lone_baseline_field()
 
     def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.grpo import PolicyGradient, surrogate_metrics
 from fipo_bench.registry import register_algorithm
 
@@ -49,9 +49,8 @@ class SAPO(PolicyGradient):
         1.0, "Gate temperature for tokens with A > 0 (larger = sharper fade-out). SAPO: 1.0.")
     tau_neg: float = hyperparameter(
         1.05, "Gate temperature for tokens with A <= 0. SAPO: 1.05.")
-    loss_agg: str = hyperparameter(
-        "seq-mean-token-mean", "How per-token losses are reduced (see fipo_bench.ops.aggregate). SAPO: the "
-        "mean over each response's tokens, then over responses.")
+    loss_agg: str = setting(
+        "seq-mean-token-mean", "SAPO: the mean over each response's tokens, then over responses.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -21,10 +21,10 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
-from fipo_bench.evals import check_answers, symbolic
-from fipo_bench.evals.checker import _fast_check
+from fipo_bench.evals import check_answers, checker, sandbox
 
 
 def easy(rng: random.Random) -> tuple[str, str]:
@@ -76,49 +76,66 @@ def aime_style(rng: random.Random) -> tuple[str, str]:
     return body + line.format(answer), str(gold)
 
 
-def base_fast_check(revision: str):
-    """`_fast_check` of the checker at git `revision` (evals/extract.py and evals/checker.py read with
-    `git show` and run in this process), or None when git cannot read them."""
+def decided_in_process(checker_module) -> Callable[[str, str], bool]:
+    """Whether a checker module's fast stages decide a pair (no worker needed), as a function."""
+    if hasattr(checker_module, "_fast_verdict"):
+        read, verdict = checker_module._read_answers, checker_module._fast_verdict
+        return lambda response, gold: verdict(read(response, gold)) is not None
+    fast_check = checker_module._fast_check  # before the split: a verdict, or a tuple for the worker
+    return lambda response, gold: not isinstance(fast_check(response, gold), tuple)
+
+
+fast_stages = decided_in_process(checker)
+
+
+def base_checker(revision: str):
+    """The checker module at git `revision`: evals/*.py read with `git show` into a package of their
+    own (`base_evals`) and imported in this process; None when git cannot read them."""
     root = Path(__file__).resolve().parent.parent
     try:
-        extract_src, checker_src = (
-            subprocess.run(["git", "show", f"{revision}:evals/{name}.py"], cwd=root, check=True,
-                           capture_output=True, text=True).stdout
-            for name in ("extract", "checker")
-        )
+        names = subprocess.run(["git", "ls-tree", "--name-only", revision, "evals/"], cwd=root, check=True,
+                               capture_output=True, text=True).stdout.split()
+        sources = {
+            Path(name).stem: subprocess.run(["git", "show", f"{revision}:{name}"], cwd=root, check=True,
+                                            capture_output=True, text=True).stdout
+            for name in names if name.endswith(".py") and not name.endswith("__init__.py")
+        }
     except (OSError, subprocess.CalledProcessError):
         return None
-    extract = types.ModuleType("base_extract")
-    sys.modules["base_extract"] = extract
-    exec(compile(extract_src, f"{revision}:evals/extract.py", "exec"), extract.__dict__)
-    checker = types.ModuleType("base_checker")
-    sys.modules["base_checker"] = checker
-    checker_src = checker_src.replace("fipo_bench.evals.extract", "base_extract")
-    exec(compile(checker_src, f"{revision}:evals/checker.py", "exec"), checker.__dict__)
-    return checker._fast_check
+    package = types.ModuleType("base_evals")
+    package.__path__ = []
+    sys.modules["base_evals"] = package
+    for stem in ("extract", "compare", "symbolic", "sandbox", "checker"):  # dependency order
+        if stem not in sources:
+            continue
+        module = types.ModuleType(f"base_evals.{stem}")
+        sys.modules[module.__name__] = module
+        source = sources[stem].replace("fipo_bench.evals.", "base_evals.")
+        exec(compile(source, f"{revision}:evals/{stem}.py", "exec"), module.__dict__)
+    return sys.modules["base_evals.checker"]
 
 
-def fast_path_rate(fast_check, items) -> tuple[float, float]:
-    """(responses/s, share decided without a worker) of a `_fast_check` over `items`."""
-    decided = 0
+def fast_path_rate(decided, items) -> tuple[float, float]:
+    """(responses/s, share decided without a worker) of the fast stages (`decided_in_process`)."""
+    count = 0
     start = time.perf_counter()
     for response, gold in items:
-        decided += not isinstance(fast_check(response, gold), tuple)
-    return len(items) / (time.perf_counter() - start), decided / len(items)
+        count += decided(response, gold)
+    return len(items) / (time.perf_counter() - start), count / len(items)
 
 
 def before_after(items, revision: str, seed: int) -> None:
-    base = base_fast_check(revision)
+    base = base_checker(revision)
     if base is None:
         print(f"before/after: git cannot read evals/ at {revision!r}; skipped")
         return
     rng = random.Random(seed)
     aime = [aime_style(rng) for _ in range(20_000)]
     rates = {}
-    for name, fast_check in ((f"before ({revision})", base), ("after", _fast_check)):
-        fast_path_rate(fast_check, aime[:500])  # warm caches and regexes
-        best = max(fast_path_rate(fast_check, aime)[0] for _ in range(3))  # least disturbed of 3
-        overall, share = fast_path_rate(fast_check, items)
+    for name, decided in ((f"before ({revision})", decided_in_process(base)), ("after", fast_stages)):
+        fast_path_rate(decided, aime[:500])  # warm caches and regexes
+        best = max(fast_path_rate(decided, aime)[0] for _ in range(3))  # least disturbed of 3
+        overall, share = fast_path_rate(decided, items)
         rates[name] = best
         print(f"{name:>16}: {best:,.0f} AIME-style checks/s on one core (target >= 10,000); workload: "
               f"fast stages {overall:,.0f} responses/s, decided without a worker {share:.1%}")
@@ -145,15 +162,15 @@ def make_workload(n: int, seed: int) -> list[tuple[str, str]]:
 
 def timed_run(items, workers: int, timeout: float) -> tuple[float, list, list[float]]:
     """Wall time of check_answers on a fresh pool, the results, and each symbolic verdict's latency."""
-    symbolic.reset_pool()
-    pool = symbolic.get_pool()
+    sandbox.reset_pool()
+    pool = sandbox.get_pool()
     pool.warm_up(workers)  # importing sympy in the workers is not checking
     latencies: list[float] = []
     original = pool.equal
 
-    def timed_equal(pred, gold, timeout):
+    def timed_equal(*, gold, pred, timeout):
         start = time.perf_counter()
-        verdict = original(pred, gold, timeout)
+        verdict = original(gold=gold, pred=pred, timeout=timeout)
         latencies.append(time.perf_counter() - start)
         return verdict
 
@@ -181,17 +198,17 @@ def main() -> None:
     start = time.perf_counter()
     for response, gold in items:
         t = time.perf_counter()
-        decided = _fast_check(response, gold)
+        decided = fast_stages(response, gold)
         elapsed = time.perf_counter() - t
         fast_latencies.append(elapsed)
-        if not isinstance(decided, tuple) and len(response) < 20_000:
+        if decided and len(response) < 20_000:
             easy_time += elapsed
             easy_count += 1
     fast_time = time.perf_counter() - start
 
     one_time, one_results, one_latencies = timed_run(items, 1, args.timeout)
     all_time, all_results, all_latencies = timed_run(items, cores, args.timeout)
-    symbolic.reset_pool()
+    sandbox.reset_pool()
 
     verdicts: dict[str, int] = {}
     for result in one_results:

@@ -24,7 +24,7 @@ from fipo_bench import ops
 from fipo_bench.algorithms import get_algorithm
 
 LENGTHS = (1024, 4096, 16384, 20480)
-GAMMA = 2.0 ** (-1.0 / 32.0)  # FIPO's decay_rate 32
+GAMMA = 2.0 ** (-1.0 / 32.0)  # FIPO's half_life 32
 
 
 def quadratic_future_kl(values: torch.Tensor, gamma: float, block: int = 1024) -> torch.Tensor:
@@ -85,7 +85,7 @@ def main() -> None:
 
     header = (f"{'T':>6} | {'ours ms':>8} {'quadratic ms':>12} {'floor ms':>8} | {'quad/ours':>9} "
               f"{'ours/floor':>10} {'max rel err':>11} | {'FIPO/DAPO fwd':>13} {'fwd+bwd':>8}")
-    print(f"B = {args.batch}, float32, decay_rate 32, torch {torch.__version__}, {args.threads} thread(s), "
+    print(f"B = {args.batch}, float32, half_life 32, torch {torch.__version__}, {args.threads} thread(s), "
           f"{args.clock} clock")
     print(header)
     print("-" * len(header))

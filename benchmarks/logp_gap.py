@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from fipo_bench.algorithms import get_algorithm
-    from fipo_bench.algorithms.fipo import future_kl_weights
+    from fipo_bench.algorithms.fipo import influence_weights
     from fipo_bench.tiny import ensure_base_checkpoint
 
     base = Path(args.base) if args.base else ensure_base_checkpoint()
@@ -74,11 +74,11 @@ def main() -> None:
         print(describe("  training forward - sampler", gap, mask))
         print(describe("  sampler - exact float32", sampled - exact, mask))
         print(describe("  training forward - exact float32", recomputed - exact, mask))
-        weights = future_kl_weights(
-            gap.clamp(-20, 20), torch.ones_like(gap), mask.bool(), decay_rate=fipo.decay_rate,
+        weights = influence_weights(
+            gap.clamp(-20, 20), torch.ones_like(gap), mask.bool(), half_life=fipo.half_life,
             ratio_cap=fipo.dual_clip, weight_low=fipo.weight_low, weight_high=fipo.weight_high,
             safety_threshold=fipo.safety_threshold, mask_negative_only=fipo.mask_negative_only,
-            safety_resets_weight=fipo.safety_resets_weight).weight[mask.bool()]
+            safety_resets_weight=fipo.safety_resets_weight).influence_weight[mask.bool()]
         print(f"  FIPO first-update weight from the gap alone: mean {weights.mean():.4f}, "
               f"max {weights.max():.4f}, {(weights > 1.01).float().mean():.1%} of tokens > 1.01 "
               "(all 1 with recomputation)")

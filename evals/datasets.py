@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fipo_bench.evals.compare import parse_number
 from fipo_bench.evals.prompts import TEMPLATES
 from fipo_bench.hub import check_hub_reachable
 
@@ -98,8 +99,6 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def normalize_gold(answer: object, kind: str = "latex") -> str:
     """Canonical gold answer; raises ValueError (with the reason) if it does not fit `kind`."""
-    from fipo_bench.evals.checker import parse_number
-
     if answer is None or isinstance(answer, bool):
         raise ValueError(f"expected an answer, got {answer!r}")
     if isinstance(answer, (int, float)):

@@ -11,7 +11,7 @@ code (`lambda: 0`, `def f(): return 0`, `import os; 0`, `x.__class__`): a value 
 final value (math-verify 0.9 grades `lambda: 0` correct against 0; an anchored answer still counts).
 
 Structure (`parse_structure`) splits a normalized answer at its top level into lists (bare, sets,
-tuples, intervals), matrices, `cases` systems and relations; checker.compare_nodes compares them.
+tuples, intervals), matrices, `cases` systems and relations; compare.compare_nodes compares them.
 
 Normalization (`normalize_answer`) only rewrites notation, never meaning. Deviations from DAPO's
 `normalize_final_answer`, each because DAPO's rule silently corrupts answers:
@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 # Where the search for the last `Answer:` starts; the rest of a long response is read only if needed.
 TAIL_CHARS = 20_000
@@ -126,10 +127,10 @@ _SQRT_SHORTHAND = re.compile(r"\\sqrt\s*([0-9A-Za-z])")
 _SINGLE_BRACED = re.compile(r"([\^_])\{([0-9A-Za-z])\}")
 _FRAC_VARIANTS = re.compile(r"\\[dtc]frac(?![A-Za-z])")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])\s*\.?|\\displaystyle")
-_RELATION_MACROS = (
-    (re.compile(r"\\(?:leq?|leqslant)(?![A-Za-z])|<="), "\\le "),
-    (re.compile(r"\\(?:geq?|geqslant)(?![A-Za-z])|>="), "\\ge "),
-    (re.compile(r"\\(?:neq?)(?![A-Za-z])|!="), "\\ne "),
+_RELATION_MACROS = (  # (pattern, re.sub template)
+    (re.compile(r"\\(?:leq?|leqslant)(?![A-Za-z])|<="), r"\\le "),
+    (re.compile(r"\\(?:geq?|geqslant)(?![A-Za-z])|>="), r"\\ge "),
+    (re.compile(r"\\(?:neq?)(?![A-Za-z])|!="), r"\\ne "),
     (re.compile(r"\\lt(?![A-Za-z])"), "<"),
     (re.compile(r"\\gt(?![A-Za-z])"), ">"),
 )
@@ -345,15 +346,16 @@ def normalize_answer(answer: str) -> str:
     text = text.replace("\\$", "")  # an escaped dollar is currency, not math mode
     for _ in range(2):  # markdown emphasis may sit outside or inside $...$
         text = text.strip().strip("*_").strip()
-        if _DOLLAR_PAIR.search(text):
-            text = strip_prose(text) if text.count("$") > 2 else _DOLLAR_PAIR.search(text).group(1)
+        pair = _DOLLAR_PAIR.search(text)
+        if pair:
+            text = strip_prose(text) if text.count("$") > 2 else pair.group(1)
         text = text.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
     text = text.replace("$", "")
     text = (_DOUBLED_COMMAND_IN_ROWS if "begin" in text else _DOUBLED_COMMAND).sub(r"\\", text)
     text = _FRAC_VARIANTS.sub(r"\\frac", text)
     text = _LEFT_RIGHT.sub("", text)
     for pattern, replacement in _RELATION_MACROS:
-        text = pattern.sub(lambda _, r=replacement: r, text)
+        text = pattern.sub(replacement, text)
     if _TRIG.search(text):  # degrees inside a function's argument keep their meaning, in radians
         text = _NUMBER_DEGREES.sub(r"\\frac{\1\\pi}{180}", text)
     text = _DEGREES.sub("", text)
@@ -438,13 +440,16 @@ _LONE_VARIABLE = re.compile(
 )
 
 
+NodeKind = Literal["atom", "list", "matrix", "cases", "relation"]
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """A parsed answer: `kind` "atom" (text), "list" (items between `open`/`close`: "" for a bare list,
     `\\{`/`\\}` for a set), "matrix" (rows of entries), "cases" (rows), or "relation" (`op`, items =
     (lhs, rhs))."""
 
-    kind: str
+    kind: NodeKind
     text: str
     items: tuple = ()
     open: str = ""
@@ -572,13 +577,13 @@ def _parse(text: str, depth: int) -> Node:
             return Node("matrix", text, rows)
     cases = _CASES.fullmatch(text)
     if cases:
-        rows = tuple(
+        case_rows = tuple(
             parse_structure(row.replace("&", "").strip())
             for row in cases.group(1).split("\\\\")
             if row.strip()
         )
-        if rows and len(rows) <= MAX_LIST_ITEMS:
-            return Node("cases", text, rows)
+        if case_rows and len(case_rows) <= MAX_LIST_ITEMS:
+            return Node("cases", text, case_rows)
     brackets = _outer_brackets(text)
     if brackets:
         inner = text[2:-2] if text.startswith("\\{") else text[1:-1]
@@ -593,9 +598,9 @@ def _parse(text: str, depth: int) -> Node:
             return parse_structure(inner.strip())
     commas = _top_level_spans(text, (",", ";"))
     if commas and len(commas) < MAX_LIST_ITEMS:
-        items = _split(text, commas)
-        if all(items):
-            return Node("list", text, tuple(parse_structure(item) for item in items))
+        parts = _split(text, commas)
+        if all(parts):
+            return Node("list", text, tuple(parse_structure(part) for part in parts))
     plus_minus = _top_level_spans(text, ("\\pm",))
     if len(plus_minus) == 1:  # `1 \pm \sqrt{2}`: the set of both values
         lhs, rhs = _split(text, plus_minus)

@@ -8,18 +8,23 @@ validated once, before the first step: an error names the field and what was exp
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fipo_bench.coerce import coerce, describe
+from fipo_bench.io import read_json
+from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, get_preset
+
 BACKENDS = ("local", "openrlhf")
-DEVICES_PREFIXES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16")
 # Fields whose value is a dict of free-form keyword options: `--set tiny_recipe.sft_steps=50` sets one
-# key inside. Any other dotted prefix names an algorithm (`--set fipo.decay_rate=16`).
+# key inside. Any other dotted prefix names an algorithm (`--set fipo.half_life=16`).
 DICT_FIELDS = ("tiny_task", "tiny_recipe")
 # What a model of one's own is evaluated on when no eval_datasets is set: "tiny" is the built-in task.
 MODEL_EVAL_DATASETS = ("aime24",)
@@ -41,7 +46,7 @@ class RunConfig:
     algos: tuple[str, ...] = ("grpo", "dapo", "fipo")
     """Registered algorithm names to compare (fipo_bench.algorithms)."""
     algo_overrides: dict[str, dict] = field(default_factory=dict)
-    """Per-algorithm hyperparameter overrides: {"fipo": {"decay_rate": 16.0}}."""
+    """Per-algorithm hyperparameter overrides: {"fipo": {"half_life": 16.0}}."""
     seeds: tuple[int, ...] = (0,)
     """Every algorithm runs once per seed; the seed fixes prompt order and rollout sampling."""
     backend: str = "local"
@@ -148,7 +153,7 @@ class RunConfig:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"{source}: unknown field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**{k: _coerce(known[k], v, source) for k, v in data.items()})
+        return cls(**{k: _from_json(k, v, source) for k, v in data.items()})
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "config") -> RunConfig:
@@ -181,23 +186,15 @@ def _fail(name: str, expected: str, value: Any) -> None:
 
 def validate(c: RunConfig) -> None:
     """Check every field; the first problem raises ConfigError naming the field."""
-    for f in fields(c):
-        v = getattr(c, f.name)
-        kind = _kind(f)
-        if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
-            _fail(f.name, "an integer", v)
-        if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-            _fail(f.name, "a finite number", v)
-        if kind is bool and not isinstance(v, bool):
-            _fail(f.name, "true or false", v)
-        if kind is str and not isinstance(v, str):
-            _fail(f.name, "a string", v)
-        if kind == "optional_str" and v is not None and not (isinstance(v, str) and v):
-            _fail(f.name, "a non-empty string or null", v)
-        if kind is tuple and not isinstance(v, tuple):
-            _fail(f.name, "a list", v)
-        if kind is dict and not isinstance(v, dict):
-            _fail(f.name, "an object", v)
+    for name, annotation in _field_types().items():
+        v = getattr(c, name)
+        fits, _ = coerce(v, annotation)
+        if not fits or isinstance(v, list):  # from_dict makes JSON lists tuples; a config holds tuples
+            _fail(name, describe(annotation), v)
+        if isinstance(v, float) and not math.isfinite(v):
+            _fail(name, "a finite number", v)
+        if v == "" and type(None) in typing.get_args(annotation):  # an optional path or name
+            _fail(name, "a non-empty string or null", v)
 
     if not c.algos or not all(isinstance(a, str) and a for a in c.algos):
         _fail("algos", "a non-empty list of algorithm names", c.algos)
@@ -258,35 +255,22 @@ def validate(c: RunConfig) -> None:
                                "--set eval_datasets=aime24)", c.eval_datasets)
 
 
-def _kind(f: dataclasses.Field) -> Any:
-    t = str(f.type)
-    if t.startswith("tuple"):
-        return tuple
-    if t.startswith("dict"):
-        return dict
-    if t == "str | None":
-        return "optional_str"
-    return {"int": int, "float": float, "bool": bool, "str": str}.get(t)
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """RunConfig's field annotations, resolved (the module uses postponed annotations)."""
+    return typing.get_type_hints(RunConfig)
 
 
-def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
-    """JSON lists become tuples; an int where a float is expected is fine; the rest is validated later."""
-    kind = _kind(f)
-    if kind is tuple:
-        if isinstance(value, str):  # "0,1,2" from a command line
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: field {f.name!r}: expected a list, got {value!r}")
-        if f.name == "seeds":
-            try:
-                value = [int(v) for v in value]
-            except (TypeError, ValueError):
-                raise ConfigError(f"{source}: field 'seeds': expected integers, "
-                                  f"got {value!r}") from None
-        return tuple(value)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+def _from_json(name: str, value: Any, source: str) -> Any:
+    """A field's value from JSON or a command line, converted (fipo_bench.coerce: JSON lists become
+    tuples, ints are floats where a float is expected); "0,1,2" is a list."""
+    annotation = _field_types()[name]
+    if isinstance(value, str) and typing.get_origin(annotation) is tuple:  # "0,1,2" from a command line
+        value = [parse_value(item.strip()) for item in value.split(",") if item.strip()]
+    ok, converted = coerce(value, annotation)
+    if not ok:
+        raise ConfigError(f"{source}: field {name!r}: expected {describe(annotation)}, got {value!r}")
+    return converted
 
 
 def _plain(value: Any) -> Any:
@@ -321,7 +305,7 @@ def apply_sets(values: dict[str, Any], sets: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. lr=1e-5 or fipo.decay_rate=16)")
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. lr=1e-5 or fipo.half_life=16)")
         value = parse_value(raw.strip())
         head, dot, sub = key.partition(".")
         if not dot:
@@ -341,8 +325,6 @@ def apply_sets(values: dict[str, Any], sets: list[str]) -> dict[str, Any]:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a `--config` JSON file of RunConfig fields (any subset)."""
-    from fipo_bench.io import read_json
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file")
@@ -362,8 +344,6 @@ def build_config(preset: str | None = None, *, config_file: str | Path | None = 
 
     Without a preset: presets.MODEL_PRESET when the other layers name a model, else the built-in model's.
     """
-    from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, get_preset
-
     file_values = load_config_file(config_file) if config_file is not None else {}
     given = apply_sets({**file_values, **{k: v for k, v in (options or {}).items() if v is not None}},
                        sets or [])

@@ -9,8 +9,9 @@ Three ways in, all equivalent once loaded:
 - `register_variant("name", base, **defaults)`: a published setting of an existing algorithm under its
   own name (e.g. "fipo-7b"), a subclass that differs only in defaults.
 
-Lookups validate keyword overrides against the dataclass fields: an unknown key or a value of the
-wrong type raises an error naming the field.
+Lookups validate keyword overrides against the dataclass fields (fipo_bench.coerce, the same rules as
+the run configuration's): an unknown key or a value of the wrong type raises an error naming the
+field; a renamed hyperparameter's old name still works, with a warning, for one release.
 """
 
 from __future__ import annotations
@@ -19,19 +20,29 @@ import dataclasses
 import difflib
 import importlib
 import pkgutil
-import types
 import typing
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from fipo_bench.coerce import coerce, describe
 
 ENTRY_POINT_GROUP = "fipo_bench.algorithms"
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, type[RegisteredAlgorithm]] = {}
 _discovered = False
 
-AlgorithmClass = TypeVar("AlgorithmClass", bound=type)
+
+
+class RegisteredAlgorithm(Protocol):
+    """What the registry knows of an algorithm class: a dataclass, and the name it is registered under."""
+
+    name: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+AlgorithmClass = TypeVar("AlgorithmClass", bound=type[RegisteredAlgorithm])
 
 
 def register_algorithm(name: str) -> Callable[[AlgorithmClass], AlgorithmClass]:
@@ -40,7 +51,8 @@ def register_algorithm(name: str) -> Callable[[AlgorithmClass], AlgorithmClass]:
         raise ValueError(f"algorithm names are non-empty lower-case strings, got {name!r}")
 
     def decorate(cls: AlgorithmClass) -> AlgorithmClass:
-        if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is None or not params.frozen:
             raise TypeError(f"register_algorithm({name!r}): {cls.__qualname__} must be a frozen dataclass")
         existing = _REGISTRY.get(name)
         if existing is not None and _qualified(existing) != _qualified(cls):
@@ -55,7 +67,9 @@ def register_algorithm(name: str) -> Callable[[AlgorithmClass], AlgorithmClass]:
     return decorate
 
 
-def register_variant(name: str, base: str | type, doc: str, **defaults: Any) -> type:
+def register_variant(
+    name: str, base: str | type[RegisteredAlgorithm], doc: str, **defaults: Any
+) -> type[RegisteredAlgorithm]:
     """Register `base` with different defaults under `name`; returns the new subclass.
 
     The variant keeps every field (and its documentation) of `base`; `doc` says what the setting is
@@ -71,7 +85,8 @@ def register_variant(name: str, base: str | type, doc: str, **defaults: Any) -> 
         namespace[key] = dataclasses.field(default=value, metadata=inherited[key].metadata)
     suffix = name.removeprefix(getattr(base_cls, "name", "")).strip("-_") or name  # "fipo-7b" -> FIPO_7B
     class_name = f"{base_cls.__name__}_{suffix.upper().replace('-', '_')}"
-    variant = dataclasses.dataclass(frozen=True)(type(class_name, (base_cls,), namespace))
+    subclass = type(class_name, (base_cls,), namespace)
+    variant: type[RegisteredAlgorithm] = dataclasses.dataclass(frozen=True)(subclass)
     return register_algorithm(name)(variant)
 
 
@@ -91,12 +106,12 @@ def list_algorithms() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def algorithm_class(name: str) -> type:
+def algorithm_class(name: str) -> type[RegisteredAlgorithm]:
     """The dataclass registered as `name` (for reading its fields and defaults without an instance)."""
     return _lookup(name)
 
 
-def _lookup(name: str) -> type:
+def _lookup(name: str) -> type[RegisteredAlgorithm]:
     _discover()
     key = name.strip().lower() if isinstance(name, str) else name
     if key in _REGISTRY:
@@ -128,53 +143,37 @@ def _discover() -> None:
             register_algorithm(entry_point.name)(loaded)
 
 
-def _validated(cls: type, overrides: dict[str, Any], context: str) -> dict[str, Any]:
-    """Check `overrides` against `cls`'s init fields; returns them with ints converted for float fields."""
+def _validated(cls: type[RegisteredAlgorithm], overrides: dict[str, Any], context: str) -> dict[str, Any]:
+    """Check `overrides` against `cls`'s init fields (fipo_bench.coerce); returns them converted (ints
+    for float fields), renamed hyperparameters under their new names."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     checked = {}
     for key, value in overrides.items():
+        key = _current_name(cls, key, context)
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{context}: unknown hyperparameter {key!r}.{hint} "
                              f"Known hyperparameters: {', '.join(fields)}.")
-        ok, converted = _coerce(value, hints[key])
+        ok, converted = coerce(value, hints[key])
         if not ok:
-            raise TypeError(f"{context}: hyperparameter {key!r} expects {_type_name(hints[key])}, "
+            raise TypeError(f"{context}: hyperparameter {key!r} expects {describe(hints[key])}, "
                             f"got {type(value).__name__} {value!r}")
+        if key in checked:
+            raise ValueError(f"{context}: hyperparameter {key!r} is given twice (under its old name too)")
         checked[key] = converted
     return checked
 
 
-def _coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
-    """(value matches annotation, value converted): bool is not an int, an int is a float."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            ok, converted = _coerce(value, option)
-            if ok:
-                return True, converted
-        return False, value
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation), value
-    if annotation is type(None):
-        return value is None, value
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
-        return False, value
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if isinstance(annotation, type):
-        return isinstance(value, annotation), value
-    return True, value  # annotations we cannot check (e.g. Any)
-
-
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
+def _current_name(cls: type[RegisteredAlgorithm], key: str, context: str) -> str:
+    """`key`, or its new name if it was renamed (Algorithm.renamed_hyperparameters), with a warning."""
+    new = getattr(cls, "renamed_hyperparameters", {}).get(key)
+    if new is None:
+        return key
+    warnings.warn(f"{context}: hyperparameter {key!r} is now called {new!r}; the old name will stop "
+                  f"working in the next release", FutureWarning, stacklevel=4)
+    return new
 
 
 def _qualified(cls: type) -> str:

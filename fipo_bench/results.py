@@ -8,8 +8,8 @@ report reads through it, so no other module knows a file name of a run directory
 Writes are atomic or append-only (fipo_bench.io). A process that writes a directory holds its `.lock`
 (an advisory `flock`, released by the kernel when the process dies, so kill -9 leaves no stale lock); a
 second process exits with a message naming the holder. Lines of metrics.jsonl / evals.jsonl that repeat a
-step (what two processes appending to one run used to leave) are repaired when they agree apart from
-timings, and otherwise reported with the file and both line numbers.
+step (two writers of one run would leave them; the lock keeps a second writer out) are repaired when
+they agree apart from timings, and otherwise reported with the file and both line numbers.
 """
 
 from __future__ import annotations
@@ -354,7 +354,10 @@ class RunDir:
         """A finished step-0 evaluation of the same seed in a sibling run: the base model's evaluation is
         the same for every algorithm of a seed, so it is computed once per seed (in whichever process
         gets there first) and copied."""
-        seed = RUN_DIR_PATTERN.match(self.name)["seed"]
+        match = RUN_DIR_PATTERN.match(self.name)
+        if match is None:  # not a run directory of a matrix: no siblings
+            return None
+        seed = match["seed"]
         for sibling in sorted(self.path.parent.glob(f"*-seed{seed}")):
             candidate = RunDir(sibling).eval_dir(dataset, 0)
             if sibling != self.path and (candidate / "summary.json").is_file():

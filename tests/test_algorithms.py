@@ -10,7 +10,7 @@ import torch
 
 from fipo_bench import ops
 from fipo_bench.algorithms import get_algorithm
-from fipo_bench.algorithms.fipo import future_kl_weights
+from fipo_bench.algorithms.fipo import influence_weights
 from fipo_bench.algorithms.grpo import clipped_surrogate
 
 # ---------------------------------------------------------------------------------------------------
@@ -19,7 +19,7 @@ from fipo_bench.algorithms.grpo import clipped_surrogate
 
 def naive_token_losses(logp, old_logp, advantages, mask, alg, ref_logp=None):
     """Per-sequence lists of (token loss, kept) for any of the three algorithms, plus FIPO's weights."""
-    fipo = hasattr(alg, "decay_rate")
+    fipo = hasattr(alg, "half_life")
     c = alg.dual_clip
     rows, weights_out = [], []
     for i in range(len(logp)):
@@ -29,15 +29,15 @@ def naive_token_losses(logp, old_logp, advantages, mask, alg, ref_logp=None):
         r = [math.exp(x) for x in d]
         weights = [1.0] * length
         if fipo:
-            gamma = 2.0 ** (-1.0 / alg.decay_rate)
-            influence = []
+            gamma = 2.0 ** (-1.0 / alg.half_life)
+            future_kl_mask = []
             for k in range(length):
                 within_cap = c is None or r[k] <= c  # d <= ln c
                 if alg.mask_negative_only:
                     within_cap = within_cap or adv[k] >= 0
-                influence.append(bool(mask[i][k]) and within_cap)
+                future_kl_mask.append(bool(mask[i][k]) and within_cap)
             for t in range(length):
-                future = sum(gamma ** (k - t) * d[k] for k in range(t, length) if influence[k])
+                future = sum(gamma ** (k - t) * d[k] for k in range(t, length) if future_kl_mask[k])
                 w = min(max(math.exp(future), alg.weight_low), alg.weight_high)
                 if adv[t] < 0 and r[t] > alg.safety_threshold:
                     w = 1.0 if alg.safety_resets_weight else min(max(w, 0.8), 1.0)
@@ -114,8 +114,8 @@ ALGORITHM_SETTINGS = [
     ("dapo", {}),
     ("fipo", {}),
     ("fipo-7b", {}),
-    ("fipo", {"decay_rate": 2.0, "weight_low": 0.7, "safety_threshold": 3.0}),
-    ("fipo-7b", {"mask_negative_only": True, "safety_resets_weight": True, "decay_rate": 4.0}),
+    ("fipo", {"half_life": 2.0, "weight_low": 0.7, "safety_threshold": 3.0}),
+    ("fipo-7b", {"mask_negative_only": True, "safety_resets_weight": True, "half_life": 4.0}),
     ("fipo", {"loss_agg": "seq-mean-token-mean", "dual_clip": None, "max_dual_clipped_tokens": None}),
 ]
 
@@ -150,16 +150,16 @@ def test_losses_match_naive_per_token_loops(name, overrides):
             [[value if keep else 0.0 for value, keep in row] for row in rows], dtype=torch.float64
         )
         torch.testing.assert_close(token_loss, expected_tokens, rtol=1e-11, atol=1e-12)
-        if hasattr(alg, "decay_rate"):
+        if hasattr(alg, "half_life"):
             log_ratio = torch.where(mask, (logp - old_logp).clamp(-20, 20), 0.0).float()
             full_advantages = (
                 advantages.float() if token_advantages else advantages.float()[:, None].expand(n, t)
             )
-            computed = future_kl_weights(
+            computed = influence_weights(
                 log_ratio,
                 full_advantages,
                 mask,
-                decay_rate=alg.decay_rate,
+                half_life=alg.half_life,
                 ratio_cap=alg.dual_clip,
                 weight_low=alg.weight_low,
                 weight_high=alg.weight_high,
@@ -169,7 +169,7 @@ def test_losses_match_naive_per_token_loops(name, overrides):
             )
             expected_weights = torch.tensor(weights, dtype=torch.float32)
             torch.testing.assert_close(
-                torch.where(mask, computed.weight, 1.0), expected_weights, rtol=1e-5, atol=1e-6
+                torch.where(mask, computed.influence_weight, 1.0), expected_weights, rtol=1e-5, atol=1e-6
             )
             real_weights = expected_weights[mask]
             assert metrics["weight_min"] == pytest.approx(real_weights.min().item(), rel=1e-5)
@@ -185,7 +185,7 @@ def test_losses_match_naive_per_token_loops(name, overrides):
     # The random batches must actually exercise the rules the settings switch on.
     if alg.dual_clip is not None:
         assert rules_hit["dual"] > 0
-    if hasattr(alg, "decay_rate"):
+    if hasattr(alg, "half_life"):
         assert rules_hit["safety"] > 0 and rules_hit["weight_clip"] > 0
         if alg.dual_clip is not None:
             assert rules_hit["masked"] > 0 and rules_hit["drop"] > 0
@@ -236,7 +236,7 @@ def test_grpo_loss_hand_derived():
         get_algorithm("grpo").policy_loss(logp, old_logp, torch.tensor([1.0, -2.0]), mask)
 
 
-# Shared by the DAPO and FIPO hand cases (decay_rate 1 -> gamma = 1/2; 7B weights [0.8, 1.2], safety 3).
+# Shared by the DAPO and FIPO hand cases (half_life 1 -> gamma = 1/2; 7B weights [0.8, 1.2], safety 3).
 HAND_D = [[0.1, -0.2, 0.4], [math.log(20), math.log(4), math.log(0.5)], [math.log(20), math.log(30), 0.0]]
 HAND_MASK = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 1, 0]])
 HAND_ADVANTAGES = torch.tensor([1.0, -1.0, -1.0])
@@ -272,7 +272,7 @@ def test_fipo_loss_hand_derived():
     # seq 2 (A = -1), r = [20, 30]: two dual-clipped tokens -> the whole sequence is dropped.
     # token-mean over the 6 kept tokens.
     expected = (-math.exp(0.2) - math.exp(-0.2) - 1.536 + 10 + 4 + 0.64) / 6
-    fipo = get_algorithm("fipo-7b", decay_rate=1)
+    fipo = get_algorithm("fipo-7b", half_life=1)
     loss, metrics = fipo.policy_loss(*_hand_inputs())
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert metrics["dropped_seq_frac"] == pytest.approx(1 / 3)
@@ -378,22 +378,22 @@ def test_shifting_a_group_reward_leaves_grpo_advantages_unchanged():
 
 def test_no_gradient_flows_through_the_fipo_weight():
     logp, old_logp, advantages, mask, _ = random_batch(14, 4, 30, token_advantages=True)
-    fipo = get_algorithm("fipo-7b", decay_rate=4)
+    fipo = get_algorithm("fipo-7b", half_life=4)
     _, grad = _loss_and_grad(fipo, logp, old_logp, advantages, mask)
     # The same loss with the weights computed beforehand, as constants.
     log_ratio = torch.where(mask, (logp - old_logp).clamp(-20, 20), 0.0).float()
-    weights = future_kl_weights(
+    weights = influence_weights(
         log_ratio,
         torch.where(mask, advantages, 0.0).float(),
         mask,
-        decay_rate=4.0,
+        half_life=4.0,
         ratio_cap=10.0,
         weight_low=0.8,
         weight_high=1.2,
         safety_threshold=3.0,
         mask_negative_only=False,
         safety_resets_weight=False,
-    ).weight
+    ).influence_weight
     assert not weights.requires_grad
     _, loss_mask, _ = fipo.token_loss(logp, old_logp, advantages, mask)
     constant_logp = logp.clone().float().requires_grad_(True)

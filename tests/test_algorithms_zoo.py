@@ -12,7 +12,6 @@ import torch
 
 from fipo_bench import ops
 from fipo_bench.algorithms import get_algorithm, list_algorithms
-from fipo_bench.algorithms.base import Algorithm
 
 ZOO = [
     "dr-grpo",
@@ -466,7 +465,8 @@ def _grad(alg, logp, old, advantages, mask):
 
 @pytest.mark.parametrize("name", ZOO)
 def test_padding_changes_nothing(name):
-    overrides = {"max_tokens_norm": 12} if name == "dr-grpo" else {}
+    overrides = {"dr-grpo": {"max_tokens_norm": 12}, "clip-cov": {"selection_seed": 0}}.get(name, {})
+    # (clip-cov: the same draw in both calls, whatever torch's global generator did before this test)
     logp, old, advantages, mask = zoo_batch(4, adv_scale=3.0)
     rewards = advantages.sign()
     groups = torch.arange(len(rewards)) // 3
@@ -654,20 +654,11 @@ def test_clip_cov_draw_is_seeded_per_instance_and_equals_the_global_generators()
 # The contract.
 
 
-def test_estimators_that_need_the_mask_say_so_and_legacy_estimators_still_work(monkeypatch):
+def test_estimators_that_need_the_mask_say_so():
     rewards, groups = torch.tensor([1.0, 0.0]), torch.tensor([0, 0])
     for name in ("reinforce++", "reinforce++-baseline", "opo"):
         with pytest.raises(ValueError, match=re.escape(f"{name}.advantages needs the response mask")):
             get_algorithm(name).advantages(rewards, groups)
-
-    import dataclasses
-
-    @dataclasses.dataclass(frozen=True)
-    class Legacy(Algorithm):  # written against the contract before `mask` existed
-        def advantages(self, rewards, group_ids):
-            return rewards * 2
-
-    assert torch.equal(Legacy().advantages(rewards, groups, mask=torch.ones(2, 3)), rewards * 2)
     with pytest.raises(ValueError, match=r"DrGRPO.lone_baseline: expected one of 'own', 'zero', got 'self'"):
         get_algorithm("dr-grpo").__class__(lone_baseline="self")
 

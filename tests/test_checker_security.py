@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fipo_bench.evals import check_answer, check_answers
-from fipo_bench.evals.symbolic import SymbolicPool, _guarded_parse_expr, get_pool
+from fipo_bench.evals.sandbox import SymbolicPool, _guarded_parse_expr, get_pool
 
 TIMEOUT = 3.0  # long enough for the standby worker to finish importing before the next kill
 
@@ -56,9 +56,9 @@ def test_code_sent_straight_to_a_worker_never_runs(tmp_path, warm_pool):
     tripwire alone must keep the code inert."""
     marker = tmp_path / "MARKER"
     for payload in code_payloads(marker):
-        verdict = warm_pool.equal(payload, "1", TIMEOUT)
+        verdict = warm_pool.equal(gold="1", pred=payload, timeout=TIMEOUT)
         assert verdict in ("incorrect", "timeout", "error")
-        verdict = warm_pool.equal("1", payload, TIMEOUT)
+        verdict = warm_pool.equal(gold=payload, pred="1", timeout=TIMEOUT)
         assert verdict in ("incorrect", "timeout", "error")
     assert not marker.exists()
 
@@ -162,7 +162,7 @@ def test_a_worker_that_cannot_start_gives_error_verdicts(monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/false")  # exits at once, never says "ready"
     try:
         with pytest.warns(RuntimeWarning, match="failed to start"):
-            assert pool.equal("x", "y", 1.0) == "error"
+            assert pool.equal(gold="y", pred="x", timeout=1.0) == "error"
     finally:
         pool.close()
 
@@ -175,8 +175,8 @@ def test_a_worker_killed_while_idle_is_replaced():
             os.kill(worker.pid, signal.SIGKILL)  # as if the OOM killer had struck
             while not worker.has_exited():
                 time.sleep(0.01)
-        assert pool.equal("\\sqrt{4}", "2", 5.0) == "correct"  # retried on a fresh fork
-        assert pool.equal("\\sqrt{9}", "4", 5.0) == "incorrect"
+        assert pool.equal(gold="2", pred="\\sqrt{4}", timeout=5.0) == "correct"  # retried on a fresh fork
+        assert pool.equal(gold="4", pred="\\sqrt{9}", timeout=5.0) == "incorrect"
     finally:
         pool.close()
 
@@ -188,10 +188,10 @@ def test_a_replacement_after_a_timeout_is_a_fork_that_answers_at_once():
     try:
         pool.warm_up(1)
         (first,) = pool._idle
-        assert pool.equal("9^{9^{9^{9}}}", "3", 1.0) == "timeout"
+        assert pool.equal(gold="3", pred="9^{9^{9^{9}}}", timeout=1.0) == "timeout"
         assert _gone_within(first.pid, 5.0)  # killed and reaped, not left running
-        assert pool.equal("\\sqrt{8}", "2\\sqrt{2}", TIMEOUT) == "correct"
-        assert pool.equal("x^2+2x+1", "(x+2)^2", TIMEOUT) == "incorrect"  # (x+2)^2 = x^2+4x+4
+        assert pool.equal(gold="2\\sqrt{2}", pred="\\sqrt{8}", timeout=TIMEOUT) == "correct"
+        assert pool.equal(gold="(x+2)^2", pred="x^2+2x+1", timeout=TIMEOUT) == "incorrect"  # x^2+4x+4
         (second,) = pool._idle
         assert second.pid != first.pid
         assert second.pid != pool._zygote._process.pid

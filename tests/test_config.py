@@ -9,11 +9,11 @@ from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, PRESETS
 
 
 def test_json_round_trip_is_identity():
-    cfg = build_config("tiny", sets=["fipo.decay_rate=16", "tiny_recipe.steps=5", "seeds=[0,2]"])
+    cfg = build_config("tiny", sets=["fipo.half_life=16", "tiny_recipe.steps=5", "seeds=[0,2]"])
     again = RunConfig.from_json(cfg.to_json())
     assert again == cfg
     assert isinstance(again.seeds, tuple) and again.seeds == (0, 2)
-    assert again.algo_overrides["fipo"]["decay_rate"] == 16
+    assert again.algo_overrides["fipo"]["half_life"] == 16
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,41 @@ def test_validation_error_names_the_field(changes, field):
         RunConfig.from_dict(base)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("num_steps", "5", "an integer"),
+        ("lr", True, "a number"),  # a bool is no number
+        ("seeds", ["0", 1], "a list of integers"),
+        ("algos", "grpo", None),  # a comma-separated string is a list: accepted
+        ("model", 3, "a string or null"),
+        ("tiny_task", [1], "an object"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_the_file_the_field_and_the_type(tmp_path, field, value, expected):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({field: value}))
+    if expected is None:
+        assert build_config("tiny", config_file=path).algos == ("grpo",)
+        return
+    with pytest.raises(ConfigError, match=rf"run\.json: field '{field}': expected {expected}, got"):
+        build_config("tiny", config_file=path)
+
+
+def test_a_renamed_hyperparameter_in_set_reaches_the_algorithm_under_its_new_name():
+    from fipo_bench.algorithms import get_algorithm
+
+    cfg = build_config("tiny", sets=["fipo.decay_rate=16"])  # the spelling before the rename
+    with pytest.warns(FutureWarning, match="'decay_rate' is now called 'half_life'"):
+        assert get_algorithm("fipo", **cfg.algo_overrides["fipo"]).half_life == 16.0
+
+
+def test_a_config_built_directly_holds_tuples_not_lists():
+    with pytest.raises(ConfigError, match="'algos': expected a list of strings, got"):
+        RunConfig(algos=["grpo"])
+    assert RunConfig(lr=1).lr == 1  # an int is a number
+
+
 def test_unknown_field_in_config_file_names_file_and_field(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"num_steps": 3, "learning_rate": 1e-4}))
@@ -66,9 +101,9 @@ def test_layers_preset_file_options_sets(tmp_path):
 
 
 def test_set_routes_dotted_keys():
-    values = apply_sets({"algos": ["fipo"]}, ["fipo.decay_rate=16", "tiny_task.max_terms=4", "eval_k=3",
+    values = apply_sets({"algos": ["fipo"]}, ["fipo.half_life=16", "tiny_task.max_terms=4", "eval_k=3",
                                               "dtype=bfloat16"])
-    assert values["algo_overrides"] == {"fipo": {"decay_rate": 16}}
+    assert values["algo_overrides"] == {"fipo": {"half_life": 16}}
     assert values["tiny_task"] == {"max_terms": 4}
     assert values["eval_k"] == 3 and values["dtype"] == "bfloat16"  # JSON when it parses, else a string
     with pytest.raises(ConfigError, match="unknown config field 'learning_rate'"):
@@ -81,7 +116,7 @@ def test_preset_overrides_of_absent_algorithms_are_dropped_but_explicit_ones_are
     cfg = build_config("tiny", options={"algos": "grpo"})
     assert cfg.algo_overrides == {}  # the preset's dapo/fipo overrides do not apply
     with pytest.raises(ConfigError, match="algo_overrides"):
-        build_config("tiny", options={"algos": "grpo"}, sets=["fipo.decay_rate=16"])
+        build_config("tiny", options={"algos": "grpo"}, sets=["fipo.half_life=16"])
 
 
 def test_default_run_name_is_deterministic_and_tracks_the_config():

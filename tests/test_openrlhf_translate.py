@@ -41,7 +41,7 @@ CONFIG = RunConfig(
     max_gen_batches=4,
     eval_every=5,
     checkpoint_every=10,
-    algo_overrides={"dapo": {"overlong_buffer": 256}, "fipo": {"overlong_buffer": 256, "decay_rate": 16.0}},
+    algo_overrides={"dapo": {"overlong_buffer": 256}, "fipo": {"overlong_buffer": 256, "half_life": 16.0}},
 )
 NUM_PROMPTS = 100
 LAYOUT = translate.Layout(num_nodes=1, gpus_per_node=4, vllm_engines=4, vllm_tensor_parallel=1)
@@ -116,7 +116,7 @@ def test_published_algorithms_translate_as_the_issue_specifies(tmp_path, parse):
 
 
 def test_plugin_environment_rebuilds_the_same_algorithm():
-    alg = get_algorithm("fipo", decay_rate=16.0, overlong_buffer=256)
+    alg = get_algorithm("fipo", half_life=16.0, overlong_buffer=256)
     env = translate.plugin_env(CONFIG, alg)
     rebuilt = get_algorithm(env[translate.ENV_ALGO], **json.loads(env[translate.ENV_HPARAMS]))
     assert rebuilt == alg

@@ -91,10 +91,10 @@ def test_aggregate_modes_hand_derived():
 
 
 @pytest.mark.parametrize("length", [1, 15, 16, 17, 33, 64, 100])
-@pytest.mark.parametrize("decay_rate", [0.5, 3.0, 32.0])
-def test_discounted_reverse_cumsum_matches_naive_loop(length, decay_rate):
-    # decay_rate 0.5 gives chunks of 32 * 0.5 = 16 tokens, so lengths 15..100 cross 0 to 6 chunk boundaries.
-    gamma = 2.0 ** (-1.0 / decay_rate)
+@pytest.mark.parametrize("half_life", [0.5, 3.0, 32.0])
+def test_discounted_reverse_cumsum_matches_naive_loop(length, half_life):
+    # half_life 0.5 gives chunks of 32 * 0.5 = 16 tokens, so lengths 15..100 cross 0 to 6 chunk boundaries.
+    gamma = 2.0 ** (-1.0 / half_life)
     generator = torch.Generator().manual_seed(length)
     values = torch.randn(3, length, generator=generator, dtype=torch.float64)
     result = ops.discounted_reverse_cumsum(values, gamma)
@@ -104,10 +104,10 @@ def test_discounted_reverse_cumsum_matches_naive_loop(length, decay_rate):
     torch.testing.assert_close(result, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("decay_rate", [0.25, 1.0, 32.0])
-def test_discounted_reverse_cumsum_matches_quadratic_form_in_float64(decay_rate):
-    # T = 3000 spans 3 chunks of 1024 at decay_rate 32 and 375 chunks of 8 at decay_rate 0.25.
-    gamma = 2.0 ** (-1.0 / decay_rate)
+@pytest.mark.parametrize("half_life", [0.25, 1.0, 32.0])
+def test_discounted_reverse_cumsum_matches_quadratic_form_in_float64(half_life):
+    # T = 3000 spans 3 chunks of 1024 at half_life 32 and 375 chunks of 8 at half_life 0.25.
+    gamma = 2.0 ** (-1.0 / half_life)
     values = torch.randn(2, 3000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     result = ops.discounted_reverse_cumsum(values, gamma)
     torch.testing.assert_close(

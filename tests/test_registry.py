@@ -42,7 +42,7 @@ def test_builtins_are_registered_with_published_defaults():
         4096,
     )
     assert dapo.dynamic_sampling and not dapo.needs_reference
-    assert (fipo.decay_rate, fipo.weight_low, fipo.weight_high, fipo.safety_threshold) == (
+    assert (fipo.half_life, fipo.weight_low, fipo.weight_high, fipo.safety_threshold) == (
         32.0,
         1.0,
         1.2,
@@ -58,10 +58,10 @@ def test_fipo_7b_variant_is_fipo_with_the_7b_settings():
         get_algorithm("fipo"), weight_low=0.8, safety_threshold=3.0
     ).hyperparameters()
     assert variant.hyperparameters() == expected
-    assert get_algorithm("fipo-7b", decay_rate=16).decay_rate == 16.0
+    assert get_algorithm("fipo-7b", half_life=16).half_life == 16.0
     # Field documentation survives into the variant (`fipo-bench algos fipo-7b` shows it).
-    docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(variant)}
-    assert docs == {f.name: f.metadata["doc"] for f in dataclasses.fields(FIPO)}
+    docs = {f.name: (f.metadata["meaning"], f.metadata["source"]) for f in dataclasses.fields(variant)}
+    assert docs == {f.name: (f.metadata["meaning"], f.metadata["source"]) for f in dataclasses.fields(FIPO)}
 
 
 def test_unknown_name_lists_known_ones_and_suggests_close_ones():
@@ -74,21 +74,21 @@ def test_unknown_name_lists_known_ones_and_suggests_close_ones():
 
 
 def test_overrides_are_validated_against_the_dataclass():
-    fipo = get_algorithm("fipo", decay_rate=16, weight_high=1.5, dual_clip=None, max_dual_clipped_tokens=None)
-    assert fipo.decay_rate == 16.0 and isinstance(fipo.decay_rate, float)  # ints accepted for floats
+    fipo = get_algorithm("fipo", half_life=16, weight_high=1.5, dual_clip=None, max_dual_clipped_tokens=None)
+    assert fipo.half_life == 16.0 and isinstance(fipo.half_life, float)  # ints accepted for floats
     assert fipo.dual_clip is None and fipo.max_dual_clipped_tokens is None
-    with pytest.raises(ValueError, match=r"unknown hyperparameter 'decay'\. Did you mean 'decay_rate'\?"):
-        get_algorithm("fipo", decay=16)
-    with pytest.raises(TypeError, match=r"hyperparameter 'decay_rate' expects float, got str '16'"):
-        get_algorithm("fipo", decay_rate="16")
-    with pytest.raises(TypeError, match="hyperparameter 'clip_low' expects float, got bool"):
+    with pytest.raises(ValueError, match=r"unknown hyperparameter 'half'\. Did you mean 'half_life'\?"):
+        get_algorithm("fipo", half=16)
+    with pytest.raises(TypeError, match=r"hyperparameter 'half_life' expects a number, got str '16'"):
+        get_algorithm("fipo", half_life="16")
+    with pytest.raises(TypeError, match="hyperparameter 'clip_low' expects a number, got bool"):
         get_algorithm("dapo", clip_low=True)
-    with pytest.raises(TypeError, match="hyperparameter 'dynamic_sampling' expects bool, got int"):
+    with pytest.raises(TypeError, match="hyperparameter 'dynamic_sampling' expects true or false, got int"):
         get_algorithm("dapo", dynamic_sampling=1)
-    with pytest.raises(TypeError, match="hyperparameter 'overlong_buffer' expects int | None, got float"):
+    with pytest.raises(TypeError, match="'overlong_buffer' expects an integer or null, got float"):
         get_algorithm("dapo", overlong_buffer=4096.0)
-    with pytest.raises(ValueError, match="unknown hyperparameter 'decay_rate'"):
-        get_algorithm("dapo", decay_rate=16)  # a FIPO field is not a DAPO field
+    with pytest.raises(ValueError, match="unknown hyperparameter 'half_life'"):
+        get_algorithm("dapo", half_life=16)  # a FIPO field is not a DAPO field
     # Values are checked too, naming the field.
     with pytest.raises(ValueError, match="FIPO.weight_low/weight_high"):
         get_algorithm("fipo", weight_low=1.5)
@@ -96,6 +96,42 @@ def test_overrides_are_validated_against_the_dataclass():
         get_algorithm("grpo", loss_agg="mean")
     with pytest.raises(ValueError, match="DAPO.dual_clip"):
         get_algorithm("dapo", dual_clip=1.1)
+
+
+def test_setting_changes_a_default_and_its_source_but_not_the_meaning():
+    from fipo_bench.algorithms.base import setting
+    from fipo_bench.algorithms.grpo import PolicyGradient
+
+    def docs(cls):
+        fields = dataclasses.fields(cls)
+        return {f.name: (f.default, f.metadata["meaning"], f.metadata["source"]) for f in fields}
+
+    frame, grpo, dapo = docs(PolicyGradient), docs(GRPO), docs(DAPO)
+    assert grpo["kl_coef"] == (0.04, frame["kl_coef"][1], "DeepSeekMath section 4.1: beta = 0.04.")
+    assert dapo["clip_high"] == (0.28, grpo["clip_high"][1], "DAPO section 3.1 (clip-higher): 0.28.")
+    assert frame["kl_coef"][1].startswith("Weight of the k3 KL-to-reference term")
+    # The declaring style of before: "Meaning. Source." in one string.
+    meaning = "Upper bound of the influence weight exp(Future-KL)."
+    assert docs(FIPO)["weight_high"] == (1.2, meaning, "FIPO: 1.2.")
+
+    @dataclasses.dataclass(frozen=True)
+    class Louder(DAPO):  # a subclass of a subclass: the meaning comes from the nearest declaration
+        kl_coef: float = setting(0.5, "Test only.")
+
+    assert docs(Louder)["kl_coef"] == (0.5, frame["kl_coef"][1], "Test only.") and Louder().kl_coef == 0.5
+    with pytest.raises(TypeError, match=r"Misspelt.kl_coeff: .* no base class declares 'kl_coeff'"):
+        @dataclasses.dataclass(frozen=True)
+        class Misspelt(GRPO):
+            kl_coeff: float = setting(0.5, "Test only.")
+
+
+def test_a_renamed_hyperparameter_still_works_under_its_old_name_with_a_warning():
+    with pytest.warns(FutureWarning, match="'decay_rate' is now called 'half_life'"):
+        assert get_algorithm("fipo-7b", decay_rate=16).half_life == 16.0
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="'half_life' is given twice"):
+        get_algorithm("fipo", half_life=8, decay_rate=16)
+    with pytest.raises(ValueError, match="unknown hyperparameter 'decay_rate'"):
+        get_algorithm("dapo", decay_rate=16)  # the rename is FIPO's
 
 
 def test_register_algorithm_rules(scratch_registry):

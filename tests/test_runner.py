@@ -182,7 +182,7 @@ class ReinforceWithKL(Algorithm):
     def needs_reference(self) -> bool:
         return True
 
-    def advantages(self, rewards, group_ids):
+    def advantages(self, rewards, group_ids, mask=None):
         sums = torch.zeros(int(group_ids.max()) + 1).index_add_(0, group_ids, rewards)
         counts = torch.zeros_like(sums).index_add_(0, group_ids, torch.ones_like(rewards))
         return rewards - (sums / counts)[group_ids]

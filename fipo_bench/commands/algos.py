@@ -46,7 +46,8 @@ def _summary(cls: type) -> str:
 
 
 def hyperparameter_table(name: str, cls: type) -> Table:
-    """Every init field of the dataclass `cls`: name, default, meaning and source (from its doc)."""
+    """Every init field of the dataclass `cls`: name, default, meaning and source (see
+    algorithms.base.hyperparameter)."""
     import dataclasses
 
     paper = getattr(cls, "paper", "")
@@ -59,7 +60,7 @@ def hyperparameter_table(name: str, cls: type) -> Table:
     for field in dataclasses.fields(cls):
         if field.init:
             default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-            meaning, source = _meaning_and_source(field.metadata.get("doc", ""))
+            meaning, source = field.metadata.get("meaning", ""), field.metadata.get("source", "")
             table.add_row(field.name, _format_default(default), meaning, source)
     return table
 
@@ -69,8 +70,3 @@ def _format_default(value: Any) -> str:
         return "None (off)"
     return json.dumps(value) if isinstance(value, (bool, str)) else repr(value)
 
-
-def _meaning_and_source(doc: str) -> tuple[str, str]:
-    """A field's doc is "Meaning. Source..." (see algorithms.base.hyperparameter)."""
-    meaning, dot, source = doc.partition(". ")
-    return meaning + ("." if dot else ""), source

@@ -1,9 +1,8 @@
 """Read one run directory of results/ into plain records for the report.
 
 Reads only the files of the layout (fipo_bench.results, results/README.md) and imports no trainer or
-backend. Optional files (run.json,
-config.json, metrics.jsonl, evals.jsonl, eval/) may be missing, e.g. for a run that crashed early; a
-malformed file is an error naming the file, line and field.
+backend. Optional files (run.json, config.json, metrics.jsonl, evals.jsonl, eval/) may be missing, e.g.
+for a run that crashed early; a malformed file is an error naming the file, line and field.
 """
 
 from __future__ import annotations
