@@ -53,6 +53,7 @@ from fipo_bench.evals.extract import (
     normalize_answer,
     parse_structure,
 )
+from fipo_bench.evals.procedural_check import ProceduralGold, check_procedural
 
 VERDICTS = ("correct", "incorrect", "no_answer", "timeout", "error")
 
@@ -93,8 +94,10 @@ class CheckResult:
     extracted: str | None
     """The final answer found in the response (before normalization), None when there is none."""
     method: str | None = None
-    """Stage that decided: "string" (text or structure), "number", "symbolic", or None (no answer,
-    filtered, error)."""
+    """Stage that decided: "string" (text or structure), "number", "symbolic", "procedural" (a
+    reasoning-gym scorer), or None (no answer, filtered, error)."""
+    score: float | None = None
+    """A procedural task's raw score in [0, 1] (procedural_check); None for math answers."""
 
     @property
     def correct(self) -> bool:
@@ -395,6 +398,8 @@ def check_answer(response: str, gold: str, timeout: float = 5.0) -> CheckResult:
     """
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+    if isinstance(gold, ProceduralGold):
+        return check_procedural([response], [gold], timeout)[0]
     decided = _fast_check(response, gold)
     if isinstance(decided, CheckResult):
         return decided
@@ -409,11 +414,21 @@ def check_answers(
     responses: Sequence[str], golds: Sequence[str], timeout: float = 5.0, workers: int | None = None
 ) -> list[CheckResult]:
     """Grade many responses: fast stages in this thread, symbolic ones on `workers` processes
-    (default: all cores). Results are in input order."""
+    (default: all cores). Results are in input order. A gold that is a procedural_check.ProceduralGold
+    (an `rg:` dataset's problem) is graded by its reasoning-gym scorer instead."""
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     if len(responses) != len(golds):
         raise ValueError(f"check_answers: {len(responses)} responses but {len(golds)} gold answers")
+    procedural = [i for i, gold in enumerate(golds) if isinstance(gold, ProceduralGold)]
+    if procedural:  # graded by their own task's scorer (procedural_check); the rest as math below
+        graded = dict(zip(procedural, check_procedural([responses[i] for i in procedural],
+                                                       [golds[i] for i in procedural], timeout), strict=True))
+        rest = [i for i in range(len(golds)) if i not in graded]
+        math_results = check_answers([responses[i] for i in rest], [golds[i] for i in rest], timeout,
+                                     workers) if rest else []
+        graded.update(zip(rest, math_results, strict=True))
+        return [graded[i] for i in range(len(golds))]
     results: list[CheckResult | None] = []
     pending: list[tuple[int, str, str, str]] = []
     for index, (response, gold) in enumerate(zip(responses, golds, strict=True)):
