@@ -298,13 +298,16 @@ class Curriculum:
     problems through it and reports each step's accuracy; its state goes into checkpoints."""
 
     def __init__(self, spec: ProceduralSpec, schedule: Schedule, *,
-                 keep: Callable[[Any], bool] | None = None, limit: int | None = None):
+                 keep: Callable[[Any], bool] | None = None, limit: int | None = None,
+                 pools: dict[int, list] | None = None):
+        """`keep` filters training problems (prompt length); `limit` caps each level's problems; `pools`
+        caches generated levels (shared by the curricula of one run's trainers)."""
         self.spec, self.schedule, self.keep, self.limit = spec, schedule, keep, limit
         top = spec.max_level()
         self.max_level = top if schedule.max_level is None else min(top, schedule.max_level)
         self.level = spec.level or 0
         self.history: list[float] = []  # training accuracies of the steps at the current level
-        self._pools: dict[int, list] = {}
+        self._pools = {} if pools is None else pools
 
     def pool(self, level: int) -> list:
         """The training problems of `level` (those `keep` accepts)."""
