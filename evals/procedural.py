@@ -5,7 +5,8 @@
 `<task>` is any task registered in reasoning-gym (chain_sum, countdown, knights_knaves,
 basic_arithmetic, ...). Options are the fields of the task's config dataclass (`min_terms=2`), coerced
 to the field's type (numbers; true/false; none for an optional field; comma-separated values for a
-list or tuple field) and checked by the task's own `validate()`. Three options are ours:
+list or tuple field; `%XX` escapes are decoded, `+` is a plus) and checked by the task's own
+`validate()`. Three options are ours:
 - `seed=N` (default 0): the generator's seed; the same name always gives the same problems;
 - `size=N` (default 1000): how many problems are generated, before the split;
 - `level=N`: the difficulty level of the task's reasoning-gym curriculum (its attributes set with
@@ -37,7 +38,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from fipo_bench.evals.procedural_check import TASKS_EXTRA_HINT, ProceduralGold
 
@@ -113,10 +114,12 @@ def parse_spec(name: str) -> ProceduralSpec:
     config_cls = factory.DATASETS[task][1]
     hints = typing.get_type_hints(config_cls)
     fields = [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise ValueError(f"{name}: expected options as key=value pairs joined by '&'") from None
+    pairs = []
+    for part in query.split("&") if query else []:
+        key, sep, text = part.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{name}: expected options as key=value pairs joined by '&', got {part!r}")
+        pairs.append((unquote(key), unquote(text)))  # not unquote_plus: "operators=+,-" means + and -
     ours: dict[str, int] = {}
     options: dict[str, Any] = {}
     for key, text in pairs:

@@ -275,8 +275,8 @@ def run(
                   highlight=False, soft_wrap=True)
     if cfg.dataset and cfg.dataset.startswith("rg:"):
         console.print(f"procedural task: trains on the train split of {cfg.dataset}; evaluates on "
-                      f"{', '.join(cfg.eval_datasets)} (an rg: dataset's eval split, which shares no question "
-                      "with any train split)", markup=False, highlight=False, soft_wrap=True)
+                      f"{', '.join(cfg.eval_datasets)} (an rg: dataset's eval split, which shares no "
+                      "question with any train split)", markup=False, highlight=False, soft_wrap=True)
 
     if cfg.backend == "openrlhf":
         from fipo_bench.backends.openrlhf import launch
