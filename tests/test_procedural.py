@@ -341,3 +341,62 @@ def test_module_docstring_lists_the_eval_using_scorers():
         source = inspect.getsource(reasoning_gym.factory.DATASETS[task][0].score_answer)
         assert "eval(" in source or "parse_expr(" in source, task
         assert task in textwrap.dedent(pc.__doc__)
+
+
+# -- the trainer's use of a curriculum ------------------------------------------------------------------
+
+
+class RecordingCurriculum:
+    """The Curriculum interface over the built-in task's problems: one level up per step; records calls."""
+
+    def __init__(self, problems):
+        self.pool, self.level, self.drawn, self.accuracies = problems, 0, [], []
+
+    def problems(self, indices):
+        self.drawn.append(list(indices))
+        return [self.pool[(i + self.level) % len(self.pool)] for i in indices]
+
+    def end_step(self, accuracy):
+        self.accuracies.append(accuracy)
+        self.level += 1
+        return {"curriculum_level": self.level - 1}
+
+    def state_dict(self):
+        return {"level": self.level, "history": list(self.accuracies)}
+
+    def load_state_dict(self, state):
+        self.level, self.accuracies = state["level"], list(state["history"])
+
+
+def test_the_trainer_draws_through_the_curriculum_logs_its_level_and_resumes_it(tmp_path):
+    from fipo_bench.algorithms import get_algorithm
+    from fipo_bench.backends.local.trainer import LocalTrainer
+    from fipo_bench.tasks import TaskData, Verdict
+    from fipo_bench.tiny import TinyRecipe, TinyTask
+    from fipo_bench.tiny.warmup import build_base_model
+
+    model, tokenizer = build_base_model(TinyRecipe(hidden_size=16, num_layers=1, num_heads=2, ffn_size=32,
+                                                   max_length=64))
+    base = tmp_path / "base"
+    model.save_pretrained(str(base))
+    tokenizer.save_pretrained(str(base))
+    cfg = build_config("tiny", sets=["rollout_batch_size=2", "samples_per_prompt=2", "mini_batch_size=2",
+                                     "max_response_length=4", "algos=grpo"])
+    pool = TinyTask(test_size=4).train_problems(6)
+    made = []
+
+    def curriculum():
+        made.append(RecordingCurriculum(pool))
+        return made[-1]
+
+    data = TaskData(train=pool, evals={}, prompt_text=lambda t: t, curriculum=curriculum,
+                    check=lambda responses, golds: [Verdict("incorrect", None, False) for _ in responses])
+    trainer = LocalTrainer(cfg, get_algorithm("grpo"), 0, base, data)
+    metrics = [trainer.train_step(step) for step in (1, 2)]
+    assert [m["curriculum_level"] for m in metrics] == [0, 1]
+    assert made[0].drawn == [trainer.order.indices(1, 0), trainer.order.indices(2, 0)]
+    assert made[0].accuracies == [m["accuracy"] for m in metrics]
+    trainer.save_checkpoint(tmp_path / "step-2", 2)
+    resumed = LocalTrainer(cfg, get_algorithm("grpo"), 0, base, data, resume_from=tmp_path / "step-2")
+    assert resumed.curriculum is made[1] and made[1].state_dict() == made[0].state_dict()
+    assert resumed.train_step(3)["curriculum_level"] == 2
