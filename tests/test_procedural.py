@@ -237,6 +237,14 @@ def test_answers_that_would_run_code_are_refused_in_the_worker(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("task", ["binary_matrix", "spiral_matrix", "string_insertion", "countdown",
+                                  "polynomial_multiplication", "simple_integration", "number_sorting"])
+def test_the_guard_passes_the_gold_answers_of_tasks_whose_scorers_evaluate(task):
+    problems = load_dataset(f"rg:{task}?size=40", limit=3)
+    results = check_answers([f"<answer>{p.answer}</answer>" for p in problems], [p.answer for p in problems])
+    assert [(r.verdict, r.score) for r in results] == [("correct", 1.0)] * len(problems)
+
+
 def test_a_scorer_that_hangs_times_out_and_the_next_answer_is_graded():
     gold = load_dataset("rg:countdown?size=4")[0].answer
     slow = check_answers(["<answer>9**9**9**9</answer>"], [gold], timeout=0.5)[0]  # a 370M-digit power
