@@ -95,9 +95,9 @@ class ProceduralSpec:
         """The highest curriculum level (ValueError when the task has none)."""
         _, factory = _reasoning_gym()
         if not factory.has_curriculum(self.task):
-            with_one = sorted(factory.CURRICULA)
+            without = sorted(set(factory.DATASETS) - set(factory.CURRICULA))
             raise ValueError(f"{self.name}: reasoning-gym has no curriculum for {self.task!r}, so no "
-                             f"difficulty level (tasks with one: {', '.join(with_one)})")
+                             f"difficulty level (the tasks without one: {', '.join(without)})")
         attributes = factory.create_curriculum(self.task).attributes.values()
         return max((len(a.levels) - 1 for a in attributes), default=0)
 
@@ -109,8 +109,8 @@ def parse_spec(name: str) -> ProceduralSpec:
     _, factory = _reasoning_gym()
     task, _, query = name[len(PREFIX):].partition("?")
     if task not in factory.DATASETS:
-        raise ValueError(f"{name}: unknown reasoning-gym task {task!r}{_suggest(task, factory.DATASETS)} "
-                         f"({len(factory.DATASETS)} tasks: {', '.join(sorted(factory.DATASETS))})")
+        hint = _suggest(task, factory.DATASETS) or f"; the tasks: {', '.join(sorted(factory.DATASETS))}"
+        raise ValueError(f"{name}: unknown reasoning-gym task {task!r}{hint}")
     config_cls = factory.DATASETS[task][1]
     hints = typing.get_type_hints(config_cls)
     fields = [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
