@@ -122,6 +122,7 @@ def _dataset_data(cfg: RunConfig) -> TaskData:
         tokenizer = models.load_tokenizer(_resolved_model(cfg))
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(f"config field 'model': {e}") from None
+
     def prompt_text(text: str) -> str:
         return format_prompt(text, cfg.prompt_template, tokenizer)
 
