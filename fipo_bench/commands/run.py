@@ -273,6 +273,10 @@ def run(
     how = "--preset" if preset else "the default with --model" if cfg.model else "the default"
     console.print(f"preset: {cfg.preset} ({how}; the presets: fipo_bench/presets.py)", markup=False,
                   highlight=False, soft_wrap=True)
+    if cfg.dataset and cfg.dataset.startswith("rg:"):
+        console.print(f"procedural task: trains on the train split of {cfg.dataset}; evaluates on "
+                      f"{', '.join(cfg.eval_datasets)} (an rg: dataset's eval split, which shares no "
+                      "question with any train split)", markup=False, highlight=False, soft_wrap=True)
 
     if cfg.backend == "openrlhf":
         from fipo_bench.backends.openrlhf import launch
