@@ -25,12 +25,14 @@ from typing import Literal, NamedTuple, get_args
 
 from fipo_bench.evals.compare import answers_equal, choice_letter, numbers_equal
 from fipo_bench.evals.extract import answer_parts, extract_answer, normalize_answer
+from fipo_bench.evals.procedural_check import ProceduralGold, check_procedural
 from fipo_bench.evals.sandbox import get_pool
 
 Verdict = Literal["correct", "incorrect", "no_answer", "timeout", "error"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
-Method = Literal["string", "number", "symbolic"]
-"""The stage that decided: text or structure, exact numbers, or the symbolic worker."""
+Method = Literal["string", "number", "symbolic", "procedural"]
+"""The stage that decided: text or structure, exact numbers, the symbolic worker, or a procedural task's
+own scorer (reasoning-gym, procedural_check)."""
 
 # Longest answer sent to the symbolic stage; the longest MATH-500 gold answer has 159 characters.
 MAX_SYMBOLIC_CHARS = 300
@@ -50,6 +52,8 @@ class CheckResult:
     """The final answer found in the response (before normalization), None when there is none."""
     method: Method | None = None
     """Stage that decided, None when none compared the answers (no answer, filtered out, error)."""
+    score: float | None = None
+    """A procedural task's raw score in [0, 1] (procedural_check); None for math answers."""
 
     @property
     def correct(self) -> bool:
@@ -133,6 +137,8 @@ def check_answer(response: str, gold: str, timeout: float = 5.0) -> CheckResult:
     """
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+    if isinstance(gold, ProceduralGold):
+        return CheckResult(*check_procedural([response], [gold], timeout)[0])
     answers = _read_answers(response, gold)
     decided = _fast_verdict(answers)
     return decided if decided is not None else _symbolic_verdict(answers, timeout)
@@ -142,11 +148,21 @@ def check_answers(
     responses: Sequence[str], golds: Sequence[str], timeout: float = 5.0, workers: int | None = None
 ) -> list[CheckResult]:
     """Grade many responses: fast stages in this thread, symbolic ones on `workers` processes
-    (default: all cores). Results are in input order."""
+    (default: all cores). Results are in input order. A gold that is a procedural_check.ProceduralGold
+    (an `rg:` dataset's problem) is graded by its reasoning-gym scorer instead."""
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     if len(responses) != len(golds):
         raise ValueError(f"check_answers: {len(responses)} responses but {len(golds)} gold answers")
+    procedural = {i: gold for i, gold in enumerate(golds) if isinstance(gold, ProceduralGold)}
+    if procedural:  # graded by their own task's scorer (procedural_check); the rest as math below
+        scored = check_procedural([responses[i] for i in procedural], list(procedural.values()), timeout)
+        graded = {i: CheckResult(*result) for i, result in zip(procedural, scored, strict=True)}
+        rest = [i for i in range(len(golds)) if i not in graded]
+        math_results = check_answers([responses[i] for i in rest], [golds[i] for i in rest], timeout,
+                                     workers) if rest else []
+        graded.update(zip(rest, math_results, strict=True))
+        return [graded[i] for i in range(len(golds))]
     answers = [_read_answers(response, gold) for response, gold in zip(responses, golds, strict=True)]
     results = [_fast_verdict(item) for item in answers]
     pending = [index for index, result in enumerate(results) if result is None]

@@ -213,16 +213,23 @@ def load_dataset(
     problem_field: str = "problem",
     answer_field: str = "answer",
     limit: int | None = None,
+    split: str = "eval",
 ) -> list[Problem]:
-    """Load and validate a dataset by name (DATASETS) or from a local file.
+    """Load and validate a dataset by name (DATASETS), a procedural task (`rg:<task>?...`,
+    fipo_bench.evals.procedural) or from a local file.
 
     For a name, `data_dir` (or $FIPO_BENCH_DATA) selects the offline copy, otherwise the Hub. For a
     file, `problem_field`/`answer_field` name the columns. `limit` keeps the first N problems.
+    `split` ("train" or "eval") selects a procedural task's split; the others have one split each.
     Every row is checked; an error names the file and line and what was expected.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of problems, got {limit}")
     name = str(name_or_path)
+    if name.startswith("rg:"):
+        from fipo_bench.evals.procedural import load_procedural
+
+        return load_procedural(name, split, limit)
     if name in DATASETS:
         spec = DATASETS[name]
         data_dir = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None

@@ -24,8 +24,8 @@ def generation_row(
     num_tokens: int | None,
     truncated: bool | None,
 ) -> dict:
-    """One generations.jsonl line."""
-    return {
+    """One generations.jsonl line (with `score` when the grader gives one: procedural tasks)."""
+    row = {
         "problem_id": str(problem_id),
         "sample_index": int(sample_index),
         "response": response,
@@ -36,6 +36,9 @@ def generation_row(
         "num_tokens": num_tokens,
         "truncated": truncated,
     }
+    if result.score is not None:
+        row["score"] = result.score
+    return row
 
 
 def validate_generation_rows(rows: list[dict], where: str = "generations") -> None:

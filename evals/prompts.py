@@ -3,6 +3,8 @@
 - `dapo`: the prompt of DAPO-Math-17k (Yu et al. 2025), used by DAPO and FIPO for training and AIME
   evaluation; the answer goes on a last line `Answer: ...`.
 - `boxed`: the DeepSeek-R1 / Qwen2.5-Math instruction, answer in `\\boxed{}`.
+- `tags`: for procedural tasks (`rg:` datasets, reasoning-gym's answer format): reason, then the final
+  answer alone between `<answer>` and `</answer>`.
 - `raw`: the problem text alone (for models trained on another format).
 Any other string containing `{problem}` is used as a custom template.
 """
@@ -17,6 +19,10 @@ TEMPLATES: dict[str, str] = {
         'Remember to put your answer on its own line after "Answer:".'
     ),
     "boxed": "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
+    "tags": (
+        "{problem}\n\nReason step by step, then give your final answer alone between <answer> and "
+        "</answer> tags."
+    ),
     "raw": "{problem}",
 }
 

@@ -25,7 +25,7 @@ BACKENDS = ("local", "openrlhf")
 DTYPES = ("auto", "float32", "bfloat16")
 # Fields whose value is a dict of free-form keyword options: `--set tiny_recipe.sft_steps=50` sets one
 # key inside. Any other dotted prefix names an algorithm (`--set fipo.half_life=16`).
-DICT_FIELDS = ("tiny_task", "tiny_recipe")
+DICT_FIELDS = ("tiny_task", "tiny_recipe", "curriculum")
 # What a model of one's own is evaluated on when no eval_datasets is set: "tiny" is the built-in task.
 MODEL_EVAL_DATASETS = ("aime24",)
 
@@ -61,7 +61,11 @@ class RunConfig:
     data_dir: str | None = None
     """Directory of offline dataset copies (else $FIPO_BENCH_DATA, else the Hub)."""
     prompt_template: str = "dapo"
-    """fipo_bench.evals.format_prompt template for math datasets (the built-in task has its own)."""
+    """fipo_bench.evals.format_prompt template for math datasets (the built-in task has its own); `tags`
+    asks for reasoning-gym's `<answer>` tags (procedural tasks read those, an `Answer:` line or a box)."""
+    curriculum: dict[str, Any] = field(default_factory=dict)
+    """Raise the difficulty level of an `rg:` training dataset during the run (fipo_bench.evals.procedural):
+    {"every": steps} or {"accuracy": threshold, "window": steps}, optionally "max_level"; {} = fixed."""
     tiny_task: dict[str, Any] = field(default_factory=dict)
     """Keyword fields of fipo_bench.tiny.TinyTask (built-in task only)."""
     tiny_recipe: dict[str, Any] = field(default_factory=dict)
@@ -250,6 +254,22 @@ def validate(c: RunConfig) -> None:
     if c.dataset is not None and c.model is None:
         raise ConfigError(f"config field 'dataset': {c.dataset!r} needs a model to train: the built-in model "
                           "trains on its built-in task only; pass --model (a model directory or Hub id)")
+    procedural = [d for d in (c.dataset, *c.eval_datasets) if isinstance(d, str) and d.startswith("rg:")]
+    if c.backend == "openrlhf" and procedural:
+        raise ConfigError(f"config field {'dataset' if procedural[0] == c.dataset else 'eval_datasets'!r}: "
+                          f"{procedural[0]!r} is a procedural task, which the openrlhf backend does not "
+                          "support (its reward function gets a gold answer string, not the generated entry "
+                          "that reasoning-gym's scorer reads); use --backend local")
+    if c.curriculum:
+        from fipo_bench.evals.procedural import Schedule
+
+        if not (isinstance(c.dataset, str) and c.dataset.startswith("rg:")):
+            _fail("curriculum", "{} unless the training dataset is a procedural task (rg:<task>)",
+                  c.curriculum)
+        try:
+            Schedule.from_config(c.curriculum)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config field 'curriculum': {e}") from None
     if c.model is not None and "tiny" in c.eval_datasets:
         _fail("eval_datasets", 'dataset names or files ("tiny" is the built-in task; e.g. '
                                "--set eval_datasets=aime24)", c.eval_datasets)
@@ -366,6 +386,9 @@ def build_config(preset: str | None = None, *, config_file: str | Path | None = 
     preset_eval = "eval_datasets" not in user_set and list(values.get("eval_datasets", ())) == ["tiny"]
     if values.get("model") is not None and preset_eval:
         values["eval_datasets"] = MODEL_EVAL_DATASETS
+    # A procedural training task is evaluated on its own held-out split unless eval_datasets is given.
+    if "eval_datasets" not in user_set and str(values.get("dataset") or "").startswith("rg:"):
+        values["eval_datasets"] = (values["dataset"],)
     algos = values.get("algos", RunConfig.algos)
     if isinstance(algos, str):
         algos = [a.strip() for a in algos.split(",") if a.strip()]

@@ -73,7 +73,9 @@ def git_commit() -> str | None:
 
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("fipo-bench", "torch", "transformers", "tokenizers", "math-verify", "numpy", "ray"):
+    # reasoning-gym: its generators make the problems of rg: datasets.
+    for name in ("fipo-bench", "torch", "transformers", "tokenizers", "math-verify", "numpy", "ray",
+                 "reasoning-gym"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -30,6 +30,7 @@ class Verdict:
     verdict: str
     extracted: str | None
     correct: bool
+    score: float | None = None  # a procedural task's raw score (reasoning-gym's, in [0, 1])
 
 
 Checker = Callable[[list[str], list[str]], list[Verdict]]
@@ -43,6 +44,8 @@ class TaskData:
     evals: dict[str, list]  # eval dataset name -> problems
     prompt_text: Callable[[str], str]  # problem text -> prompt text
     check: Checker  # (responses, golds) -> verdicts
+    # A new procedural.Curriculum per trainer when the run raises the difficulty as it goes, else None.
+    curriculum: Callable[[], Any] | None = None
 
 
 def _tiny_recipe(cfg: RunConfig):
@@ -123,18 +126,26 @@ def _dataset_data(cfg: RunConfig) -> TaskData:
         tokenizer = models.load_tokenizer(_resolved_model(cfg))
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(f"config field 'model': {e}") from None
-    try:
-        train = load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.num_train_problems or None)
-    except (OSError, ValueError, KeyError, ImportError) as e:
-        raise ConfigError(f"config field 'dataset': {e}") from None
 
     def prompt_text(text: str) -> str:
         return format_prompt(text, cfg.prompt_template, tokenizer)
 
-    def prompt_tokens(text: str) -> int:
-        return len(models.encode_prompt(tokenizer, prompt_text(text)))
+    def fits_prompt(problem) -> bool:
+        return len(models.encode_prompt(tokenizer, prompt_text(problem.problem))) <= cfg.max_prompt_length
 
-    fits = [p for p in train if prompt_tokens(p.problem) <= cfg.max_prompt_length]
+    curriculum = None
+    try:
+        if cfg.curriculum:
+            curriculum = _curriculum(cfg, fits_prompt)
+            start = curriculum()
+            train = start.pool(start.level)
+        else:
+            train = load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.num_train_problems or None,
+                                 split="train")
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        raise ConfigError(f"config field 'dataset': {e}") from None
+
+    fits = [p for p in train if fits_prompt(p)]
     if not fits:
         raise ConfigError(f"config field 'max_prompt_length': no prompt of {cfg.dataset} fits in "
                           f"{cfg.max_prompt_length} tokens")
@@ -150,14 +161,33 @@ def _dataset_data(cfg: RunConfig) -> TaskData:
     def check(responses: list[str], golds: list[str]) -> list[Verdict]:
         return [_verdict(r) for r in check_answers(responses, golds)]
 
-    return TaskData(train=fits, evals=evals, prompt_text=prompt_text, check=check)
+    return TaskData(train=fits, evals=evals, prompt_text=prompt_text, check=check, curriculum=curriculum)
+
+
+def _curriculum(cfg: RunConfig, keep: Callable[[Any], bool]) -> Callable[[], Any]:
+    """A factory of the run's procedural.Curriculum (one per trainer; generated levels are shared)."""
+    from fipo_bench.evals import procedural
+
+    spec = procedural.parse_spec(cfg.dataset)
+    schedule = procedural.Schedule.from_config(cfg.curriculum)
+    spec.max_level()  # a task without a curriculum fails here, before step 1
+    pools: dict[int, list] = {}
+    return lambda: procedural.Curriculum(spec, schedule, keep=keep, limit=cfg.num_train_problems or None,
+                                         pools=pools)
 
 
 def dataset_label(name: str) -> str:
-    """The directory name of an eval dataset: its name, or a file's stem ("data/x.jsonl" -> "x")."""
+    """The directory name of an eval dataset: its name, or a file's stem ("data/x.jsonl" -> "x"); a
+    procedural task's name without URL punctuation ("rg:chain_sum?max_terms=8" ->
+    "rg-chain_sum-max_terms=8")."""
+    if name.startswith("rg:"):
+        from fipo_bench.evals.procedural import label
+
+        return label(name)
     path = Path(name)
     return path.stem if path.suffix in (".jsonl", ".json", ".parquet") or len(path.parts) > 1 else name
 
 
 def _verdict(result: Any) -> Verdict:
-    return Verdict(verdict=result.verdict, extracted=result.extracted, correct=bool(result.correct))
+    return Verdict(verdict=result.verdict, extracted=result.extracted, correct=bool(result.correct),
+                   score=getattr(result, "score", None))

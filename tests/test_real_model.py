@@ -260,3 +260,49 @@ def test_a_model_without_a_preset_gets_the_real_model_preset(smollm2, fixture_da
     assert result.exit_code == 2, result.output
     assert "error: config field 'max_prompt_length': no prompt of" in result.output
     assert "fits in 48 tokens" in result.output
+
+
+def test_a_procedural_task_trains_with_a_curriculum_and_evaluates(smollm2, tmp_path, monkeypatch):
+    """`run --model <gguf> --dataset rg:chain_sum` (the small-model preset, cut to a few tokens) with a
+    curriculum, then `fipo-bench eval` on an rg: task: graded by reasoning-gym's own scorer."""
+    pytest.importorskip("reasoning_gym", reason="needs the tasks extra: pip install -e '.[tasks]'")
+    import reasoning_gym
+
+    from fipo_bench.evals.procedural import split_of
+    from fipo_bench.evals.procedural_check import extract_procedural_answer
+
+    gguf, cache, _ = smollm2
+    monkeypatch.setenv("FIPO_BENCH_CACHE", str(cache))
+    dataset = "rg:chain_sum?size=40"
+    sets = ["rollout_batch_size=2", "samples_per_prompt=2", "mini_batch_size=2", "max_response_length=8",
+            "eval_limit=2", "eval_k=1", "eval_temperature=0", "prompt_template=tags", "curriculum.every=1"]
+    output = invoke(["run", "--model", str(gguf), "--dataset", dataset, "--algos", "grpo", "--steps", "2",
+                     "--device", "cpu", "--output-dir", str(tmp_path / "out"), "--run-name", "rg",
+                     "--max-parallel", "1", *[a for s in sets for a in ("--set", s)]]).output
+    assert output.startswith("preset: small-model") and "procedural task: trains on the train split" in output
+    run_dir = tmp_path / "out" / "rg" / "grpo-seed0"
+    assert read_json(run_dir / "status.json")["status"] == "completed"
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    assert [m["curriculum_level"] for m in metrics] == [0, 1]  # one level up per step
+    assert read_json(run_dir / "config.json")["eval_datasets"] == [dataset]
+    # Evaluated on the task's held-out split, each answer scored by reasoning-gym's own scorer.
+    chain_sum = reasoning_gym.create_dataset("chain_sum", seed=0, size=40)
+    rows = read_jsonl(run_dir / "eval" / "rg-chain_sum-size=40" / "step-2" / "generations.jsonl")
+    assert len(rows) == 2
+    for row in rows:
+        entry = chain_sum[int(row["problem_id"])]
+        assert split_of(entry["question"]) == "eval" and row["gold"] == entry["answer"]
+        assert row["score"] == chain_sum.score_answer(extract_procedural_answer(row["response"]), entry)
+
+    out = tmp_path / "e"
+    invoke(eval_args(gguf, "rg:countdown?size=8", out, "--preset", "greedy", "--max-new-tokens", "8",
+                     "--limit", "2", "--template", "tags"))
+    rows, summary = read_eval_dir(out)
+    countdown = reasoning_gym.create_dataset("countdown", seed=0, size=8)
+    held_out = [i for i in range(8) if split_of(countdown[i]["question"]) == "eval"][:2]
+    assert [r["problem_id"] for r in rows] == [str(i) for i in held_out] and summary["num_problems"] == 2
+    for row in rows:
+        entry = countdown[int(row["problem_id"])]
+        expected = countdown.score_answer(extract_procedural_answer(row["response"]), entry)
+        assert row["gold"] == entry["answer"] and row["score"] == pytest.approx(expected)
+        assert row["correct"] == (expected == 1.0)

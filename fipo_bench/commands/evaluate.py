@@ -99,7 +99,8 @@ def eval_checkpoint(
         ..., help="Hugging Face model directory (e.g. results/RUN/ALGO-seed0/checkpoints/step-60), Hub id, "
                   "or GGUF file."
     ),
-    dataset: str = typer.Option("aime24", help="aime24, aime25, amc23, math500, gsm8k, or a .jsonl/.parquet"),
+    dataset: str = typer.Option("aime24", help="aime24, aime25, amc23, math500, gsm8k, a .jsonl/.parquet, or "
+                                "a procedural task rg:<task>?option=value&... (its eval split)"),
     k: int | None = typer.Option(None, help="Samples per problem (preset: dapo 32, greedy 1)."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N problems."),
     out: Path | None = typer.Option(
@@ -114,7 +115,7 @@ def eval_checkpoint(
     top_p: float | None = typer.Option(None, help="Override the preset's top-p."),
     max_new_tokens: int | None = typer.Option(None, help="Override the preset's response budget."),
     seed: int = typer.Option(0, help="Base seed; every (problem, sample) derives its own."),
-    template: str = typer.Option("dapo", help="Prompt template: dapo, boxed, raw."),
+    template: str = typer.Option("dapo", help="Prompt template: dapo, boxed, tags (<answer> tags), raw."),
     backend: str = typer.Option("auto", help="auto (vLLM on a GPU when installed), vllm or transformers."),
     batch_size: int = typer.Option(16, min=1, help="Sequences per batch (transformers backend)."),
     timeout: float = typer.Option(5.0, min=0.001, help="Seconds allowed per symbolic answer check."),
@@ -125,6 +126,7 @@ def eval_checkpoint(
     from fipo_bench.evals.datasets import load_dataset
     from fipo_bench.evals.generate import sampling_config
     from fipo_bench.evals.io import check_free
+    from fipo_bench.evals.procedural import label
     from fipo_bench.evals.prompts import format_prompt
     from fipo_bench.evals.runner import evaluate_checkpoint, validate_checkpoint
 
@@ -138,6 +140,8 @@ def eval_checkpoint(
         check_backend(backend)
         problems = load_dataset(dataset, data_dir, limit=limit)
         dataset_name = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".parquet")) else dataset
+        if dataset.startswith("rg:"):
+            dataset_name = label(dataset)  # a directory name without URL punctuation
         out_dir = out or default_out_dir(checkpoint, dataset_name)
         check_free(out_dir, force)
     except (ValueError, OSError, ImportError) as e:

@@ -274,6 +274,10 @@ def run(
     how = "--preset" if preset else "the default with --model" if cfg.model else "the default"
     console.print(f"preset: {cfg.preset} ({how}; the presets: fipo_bench/presets.py)", markup=False,
                   highlight=False, soft_wrap=True)
+    if cfg.dataset and cfg.dataset.startswith("rg:"):
+        console.print(f"procedural task: trains on the train split of {cfg.dataset}; evaluates on "
+                      f"{', '.join(cfg.eval_datasets)} (an rg: dataset's eval split, which shares no "
+                      "question with any train split)", markup=False, highlight=False, soft_wrap=True)
 
     selected = get_backend(cfg.backend)
     execution = Execution(max_parallel=max_parallel, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,

@@ -217,10 +217,14 @@ class LocalTrainer:
         warmup = cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda k: min(1.0, (k + 1) / warmup) if warmup > 0 else 1.0)
+        # Procedural tasks whose difficulty rises during the run (fipo_bench.evals.procedural.Curriculum).
+        self.curriculum = task.curriculum() if task.curriculum is not None else None
         if resume_from is not None:
             state = torch.load(resume_from / TRAINER_STATE, map_location=self.device, weights_only=True)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            if self.curriculum is not None:
+                self.curriculum.load_state_dict(state["curriculum"])
         self.order = PromptOrder(len(task.train), cfg.rollout_batch_size, cfg.max_gen_batches, seed)
         self._prompt_cache: dict[str, list[int]] = {}
 
@@ -270,7 +274,9 @@ class LocalTrainer:
         generated_groups = generated_tokens = 0
         gen_batches = cfg.max_gen_batches if alg.dynamic_sampling else 1
         for g in range(gen_batches):
-            problems = [self.task.train[i] for i in self.order.indices(step, g)]
+            indices = self.order.indices(step, g)
+            problems = (self.curriculum.problems(indices) if self.curriculum is not None
+                        else [self.task.train[i] for i in indices])
             prompts = [self.encode_prompt(p.problem) for p in problems for _ in range(n)]
             parts, texts = self.generate(prompts, max_new_tokens=cfg.max_response_length,
                                          temperature=cfg.temperature, top_p=cfg.top_p,
@@ -333,6 +339,8 @@ class LocalTrainer:
         })
         for key in ("clip_frac_high", "clip_frac_low"):
             metrics.setdefault(key, None)
+        if self.curriculum is not None:
+            metrics.update(self.curriculum.end_step(metrics["accuracy"]))
         return metrics
 
     def _assemble(self, kept: list[dict]) -> Rollout:
@@ -488,6 +496,7 @@ class LocalTrainer:
                 "extracted": verdict.extracted, "verdict": verdict.verdict,
                 "correct": bool(verdict.correct and finished[i]), "num_tokens": int(lengths[i]),
                 "truncated": not finished[i],
+                **({"score": verdict.score} if verdict.score is not None else {}),
             })
         return rows
 
@@ -501,7 +510,9 @@ class LocalTrainer:
         self.model.save_pretrained(str(tmp))
         self.tokenizer.save_pretrained(str(tmp))
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "step": step}, tmp / TRAINER_STATE)
+                    "step": step,
+                    **({"curriculum": self.curriculum.state_dict()} if self.curriculum is not None else {})},
+                   tmp / TRAINER_STATE)
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)
 
