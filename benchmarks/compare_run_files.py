@@ -4,7 +4,7 @@ changed no number (issue 23): run one fixed configuration before and after, then
     python benchmarks/compare_run_files.py BEFORE/<run-name> AFTER/<run-name>
 
 Every file of every run directory is compared: JSON/JSONL values after dropping the wall-clock fields
-(results.TIMING_FIELDS) and with each side's own directory written as <root>, checkpoint tensors
+(results.TIMING_FIELDS) and with each side's own directory (and its parent, the output dir) written as <root>, checkpoint tensors
 (safetensors and torch.save'd states) with torch.equal, anything else byte for byte. The matrix's
 report/ and run.json (start times, the command line) and lock files are not run outputs and are skipped.
 Prints one line per file and exits 1 on the first difference found in any file.
@@ -30,7 +30,7 @@ def _scrub(value, root: str):
     if isinstance(value, list):
         return [_scrub(v, root) for v in value]
     if isinstance(value, str):
-        return value.replace(root, "<root>")
+        return value.replace(root, "<root>").replace(str(Path(root).parent), "<output-dir>")
     return value
 
 
