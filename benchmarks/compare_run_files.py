@@ -4,8 +4,8 @@ changed no number (issue 23): run one fixed configuration before and after, then
     python benchmarks/compare_run_files.py BEFORE/<run-name> AFTER/<run-name>
 
 Every file of every run directory is compared: JSON/JSONL values after dropping the wall-clock fields
-(results.TIMING_FIELDS) and with each side's own directory (and its parent, the output dir) written as <root>, checkpoint tensors
-(safetensors and torch.save'd states) with torch.equal, anything else byte for byte. The matrix's
+(results.TIMING_FIELDS), each side's own directory and output dir written as placeholders; checkpoint
+tensors (safetensors and torch.save'd states) with torch.equal; anything else byte for byte. The matrix's
 report/ and run.json (start times, the command line) and lock files are not run outputs and are skipped.
 Prints one line per file and exits 1 on the first difference found in any file.
 """
