@@ -221,10 +221,7 @@ def test_recomputed_old_logp_is_the_policy_before_the_first_update(random_base, 
     forward_logp = trainer._forward_logp
     monkeypatch.setattr(trainer, "_forward_logp",
                         lambda model, r, rows=None: passes.append(rows) or forward_logp(model, r, rows))
-    trainer._recompute_old_logp(rollout)
-    assert [rows.tolist() for rows in passes] == [list(range(16, 32))]  # the second update's rows only
-
-    micro_rows, losses = [], []  # one micro-batch per update here: the two lists pair up
+    micro_rows, losses = [], []  # one micro-batch per pass here
     micro_batches, dapo = trainer._length_sorted_micro_batches, trainer.alg
 
     def recording_micro_batches(r, rows):
@@ -237,8 +234,12 @@ def test_recomputed_old_logp_is_the_policy_before_the_first_update(random_base, 
 
     monkeypatch.setattr(trainer, "_length_sorted_micro_batches", recording_micro_batches)
     monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean"))
-    trainer._update(rollout)
-    assert [sorted(rows.tolist()) for rows in micro_rows] == [list(range(16)), list(range(16, 32))]
+    trainer.update(rollout)
+    assert [rows.tolist() for rows in passes] == [list(range(16, 32))]  # the second update's rows only
+    # The no-grad pass, then the two updates (the policy-loss calls pair up with these).
+    assert [sorted(rows.tolist()) for rows in micro_rows] == [list(range(16, 32)), list(range(16)),
+                                                             list(range(16, 32))]
+    micro_rows = micro_rows[1:]
     assert torch.equal(losses[0][0], losses[0][1])  # the first update is exactly on-policy
     assert not torch.allclose(losses[1][0], losses[1][1], atol=1e-3)  # the policy moved in between
     for rows, (_, old) in zip(micro_rows, losses, strict=True):
