@@ -149,6 +149,9 @@ def plan_matrix(cfg: RunConfig, execution: Execution = Execution()) -> Plan:
             alg.shape_rewards(torch.zeros(1), torch.ones(1), cfg.max_response_length)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"config field 'algos' / 'algo_overrides.{algo}': {e}") from None
+        if alg.needs_critic:
+            raise ConfigError(f"config field 'algos': {algo} learns a value model (a critic), which the "
+                              f"local backend does not train yet; run it with --backend openrlhf")
         algorithms[algo] = alg
     prepare_base(cfg, dry_run=True)  # the recipe, or the --model directory
     load_task(cfg)  # the tokenizer and every dataset
