@@ -199,7 +199,8 @@ def test_recompute_pass_runs_the_training_pass_buckets(random_base, monkeypatch)
         captured.setdefault("old", []).append(old)
         return (logp * mask).sum() * 0, {}
 
-    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean"))
+    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean",
+                                                        needs_correctness=False))
     rollout.old_logp = old_logp
     trainer.backward_mini_batch(rollout, torch.arange(len(rollout.advantages)))
     assert shapes == recompute_shapes and len(shapes) == 5  # micro-batches of 20, 12: buckets 8+8+4, 8+4
@@ -233,7 +234,8 @@ def test_recomputed_old_logp_is_the_policy_before_the_first_update(random_base, 
         return dapo.policy_loss(logp, old, *rest)
 
     monkeypatch.setattr(trainer, "_length_sorted_micro_batches", recording_micro_batches)
-    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean"))
+    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean",
+                                                        needs_correctness=False))
     trainer.update(rollout)
     assert [rows.tolist() for rows in passes] == [list(range(16, 32))]  # the second update's rows only
     # The no-grad pass, then the two updates (the policy-loss calls pair up with these).

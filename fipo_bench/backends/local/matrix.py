@@ -149,9 +149,6 @@ def plan_matrix(cfg: RunConfig, execution: Execution = Execution()) -> Plan:
             alg.shape_rewards(torch.zeros(1), torch.ones(1), cfg.max_response_length)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"config field 'algos' / 'algo_overrides.{algo}': {e}") from None
-        if alg.needs_critic:
-            raise ConfigError(f"config field 'algos': {algo} learns a value model (a critic), which the "
-                              f"local backend does not train yet; run it with --backend openrlhf")
         algorithms[algo] = alg
     prepare_base(cfg, dry_run=True)  # the recipe, or the --model directory
     load_task(cfg)  # the tokenizer and every dataset
@@ -309,6 +306,8 @@ def _train(spec: RunSpec, reporter: Reporter) -> RunResult:
 
         if start_step == 0:
             evaluate(0)
+            if trainer.critic is not None:  # value pretraining: fresh runs only, before step 1
+                run.write_value_pretrain(trainer.pretrain_critic())
         for step in range(start_step + 1, cfg.num_steps + 1):
             metrics = trainer.train_step(step)
             bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]

@@ -33,8 +33,9 @@ from typing import Any
 
 import torch
 
-from fipo_bench import models
-from fipo_bench.results import TRAINER_STATE
+from fipo_bench import algorithms, models
+from fipo_bench.backends.local.critic import ValueModel, response_values
+from fipo_bench.results import CRITIC_DIR, TRAINER_STATE
 from fipo_bench.sampling import Samples, left_pad, sample
 from fipo_bench.tasks import TaskData
 
@@ -176,6 +177,8 @@ class Rollout:
     group_ids: torch.Tensor  # [N]
     rewards: torch.Tensor | None = None  # [N] after the algorithm's shaping
     correct: torch.Tensor | None = None  # [N] bool
+    old_values: torch.Tensor | None = None  # [N, R] the critic's values at rollout (algorithms with a critic)
+    returns: torch.Tensor | None = None  # [N, R] the critic's targets
 
     @property
     def num_rows(self) -> int:
@@ -194,7 +197,8 @@ class Rollout:
 
         return Rollout(self.prompt_ids[index, p0:], prompt_mask[:, p0:], self.response_ids[index, :r1],
                        mask[:, :r1], per_row(self.old_logp), per_row(self.advantages), self.group_ids[index],
-                       per_row(self.rewards), per_row(self.correct))
+                       per_row(self.rewards), per_row(self.correct), per_row(self.old_values),
+                       per_row(self.returns))
 
 
 def _stack_right(rows: Sequence[torch.Tensor], fill: float) -> torch.Tensor:
@@ -254,6 +258,14 @@ class LocalTrainer:
             state = torch.load(resume_from / TRAINER_STATE, map_location=self.device, weights_only=True)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+        self.critic, self.critic_optimizer = None, None
+        if alg.needs_critic:
+            # Its own AdamW at lr x critic_lr_scale, constant: value pretraining runs before any warm-up.
+            self.critic = ValueModel(base_checkpoint, seed_for("value-head", seed)).to(self.device).train()
+            self.critic_optimizer = torch.optim.AdamW(
+                self.critic.parameters(), lr=cfg.lr * alg.critic_lr_scale, weight_decay=cfg.weight_decay)
+            if resume_from is not None:
+                self.critic.load(resume_from / CRITIC_DIR, self.critic_optimizer, self.device)
         self.order = PromptOrder(len(task.train), cfg.rollout_batch_size, cfg.max_gen_batches, seed)
         self._prompt_cache: dict[str, list[int]] = {}
 
@@ -298,6 +310,7 @@ class LocalTrainer:
         """Sample, filter, score, estimate advantages, update; returns the metrics line (without timing of
         the caller's I/O)."""
         t0 = time.perf_counter()
+        self._critic_time = 0.0
         batches, kept = self.sample_and_filter(step)
         gen_time = time.perf_counter() - t0
         metrics = self.rollout_metrics(step, batches, kept)
@@ -308,8 +321,7 @@ class LocalTrainer:
             # token selection), draw from (seed, step) here: a run is reproducible and resumable.
             torch.manual_seed(seed_for("update", self.seed, step))
             rollout = self.score(kept[:self.cfg.rollout_batch_size])
-            self.estimate_advantages(rollout)
-            update = self.update(rollout)
+            update = {**self.estimate_advantages(rollout), **self.update(rollout)}
         self.scheduler.step()
         step_time = time.perf_counter() - t0
         generated_tokens = sum(int(b.samples.lengths.sum()) for b in batches)
@@ -321,6 +333,9 @@ class LocalTrainer:
             "gen_time_s": gen_time,
             "step_time_s": step_time,
         })
+        if self.critic is not None:
+            metrics.update({"critic_lr": self.critic_optimizer.param_groups[0]["lr"],
+                            "critic_time_s": self._critic_time})
         return metrics
 
     def sample_and_filter(self, step: int) -> tuple[list[GenerationBatch], list[Group]]:
@@ -329,21 +344,21 @@ class LocalTrainer:
         batches: list[GenerationBatch] = []
         kept: list[Group] = []
         for g in range(self.cfg.max_gen_batches if self.alg.dynamic_sampling else 1):
-            batches.append(self.sample(step, g))
+            generator = self._generator("rollout", self.seed, step, g)
+            batches.append(self.sample(self.order.indices(step, g), generator))
             kept += self.filter_groups(batches[-1])
             if len(kept) >= self.cfg.rollout_batch_size:
                 break
         return batches, kept
 
-    def sample(self, step: int, gen_batch: int) -> GenerationBatch:
-        """B prompts (PromptOrder) x G samples of the current policy, checked against the gold answers."""
+    def sample(self, problem_indices: list[int], generator: torch.Generator) -> GenerationBatch:
+        """G samples of the current policy per training problem, checked against the gold answers."""
         n = self.cfg.samples_per_prompt
-        problems = [self.task.train[i] for i in self.order.indices(step, gen_batch)]
+        problems = [self.task.train[i] for i in problem_indices]
         prompts = [self.encode_prompt(p.problem) for p in problems for _ in range(n)]
         (s,), texts = self.generate(prompts, max_new_tokens=self.cfg.max_response_length,
                                     temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                                    generator=self._generator("rollout", self.seed, step, gen_batch),
-                                    chunk=len(prompts))
+                                    generator=generator, chunk=len(prompts))
         verdicts = self.task.check(texts, [p.answer for p in problems for _ in range(n)])
         correct = torch.tensor([v.correct for v in verdicts], dtype=torch.bool) & s.finished.cpu()
         prompt_ids, prompt_mask = left_pad(prompts, self.pad_id, self.device)
@@ -394,12 +409,27 @@ class LocalTrainer:
             rewards=rewards, correct=correct,
         )
 
-    def estimate_advantages(self, rollout: Rollout) -> None:
-        """rollout.advantages from `alg.advantages` (with the response mask)."""
+    def estimate_advantages(self, rollout: Rollout) -> dict[str, float]:
+        """rollout.advantages from `alg.advantages` (with the response mask), or with a critic from
+        `alg.advantages_and_returns` on the critic's values (also rollout.old_values and returns); returns
+        the critic's rollout metrics (algorithms.critic_metrics), if any."""
         rewards = rollout.rewards
-        rollout.advantages = self.alg.advantages(rewards, rollout.group_ids,
-                                                 mask=rollout.mask.to(rewards.device)).to(self.device)
-        rollout.group_ids = rollout.group_ids.to(self.device)
+        if self.critic is None:
+            rollout.advantages = self.alg.advantages(rewards, rollout.group_ids,
+                                                     mask=rollout.mask.to(rewards.device)).to(self.device)
+        metrics: dict[str, float] = {}
+        rollout.group_ids, rollout.rewards = rollout.group_ids.to(self.device), rewards.to(self.device)
+        rollout.correct = rollout.correct.to(self.device)
+        if self.critic is not None:
+            start = time.perf_counter()
+            rollout.old_values = self._forward_no_grad(rollout, self._values_of(self.critic))
+            rollout.advantages, rollout.returns = self.alg.advantages_and_returns(
+                rollout.rewards, rollout.old_values, rollout.mask)
+            raw_advantages, _ = self.alg.gae(rollout.rewards, rollout.old_values, rollout.mask)
+            metrics = algorithms.critic_metrics(rollout.old_values, rollout.returns, raw_advantages,
+                                                rollout.mask)
+            self._critic_time += time.perf_counter() - start
+        return metrics
 
     # -- the update -----------------------------------------------------------------------------------
 
@@ -413,7 +443,7 @@ class LocalTrainer:
         if self.cfg.recompute_old_logp:
             self.recompute_old_logp(rollout, later_rows=rows[rows_per_update:])
         step_metrics = StepMetrics()
-        losses, norms = [], []
+        losses, norms, critic_norms = [], [], []
         for k, mini in enumerate(mini_batches):
             self.optimizer.zero_grad(set_to_none=True)
             on_policy = k == 0 and self.cfg.recompute_old_logp
@@ -424,9 +454,13 @@ class LocalTrainer:
             self.optimizer.step()
             losses.append(loss)
             norms.append(float(norm))
+            if self.critic is not None:
+                critic_norms.append(self.critic_update(rollout, mini, step_metrics))
         out: dict[str, Any] = step_metrics.reduced()
         out.update({"loss": sum(losses) / len(losses), "grad_norm": sum(norms) / len(norms),
                     "updates": len(losses)})
+        if critic_norms:
+            out["critic_grad_norm"] = sum(critic_norms) / len(critic_norms)
         return out
 
     def recompute_old_logp(self, rollout: Rollout, later_rows: torch.Tensor) -> None:
@@ -465,7 +499,9 @@ class LocalTrainer:
                     with torch.no_grad():
                         ref_logp = self._bucketed(part, self._logp_of(self.reference))
             old_logp = logp.detach() if old_logp_is_logp else part.old_logp
-            loss, loss_metrics = self.alg.policy_loss(logp, old_logp, part.advantages, part.mask, ref_logp)
+            extra = {"correct": part.correct} if self.alg.needs_correctness else {}
+            loss, loss_metrics = self.alg.policy_loss(logp, old_logp, part.advantages, part.mask, ref_logp,
+                                                      **extra)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss {float(loss.detach())}")
             weight = self._micro_weight(self.alg.loss_agg, part, micro, mini, mini_tokens)
@@ -474,6 +510,61 @@ class LocalTrainer:
             if step_metrics is not None:
                 step_metrics.add(loss_metrics, float(part.mask.sum()))
         return loss_total
+
+    # -- the critic -----------------------------------------------------------------------------------
+
+    def critic_update(self, rollout: Rollout, mini: torch.Tensor, step_metrics: StepMetrics) -> float:
+        """One AdamW step of the critic on `alg.value_loss` over the rows `mini` (micro-batches and buckets
+        as the policy's, micro-batch losses weighted by their share of what `value_loss_agg` averages over),
+        with grad clipping; returns the gradient norm."""
+        start = time.perf_counter()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        mini_tokens = rollout.mask[mini].sum().clamp(min=1)
+        for micro in self._length_sorted_micro_batches(rollout, mini):
+            part = rollout.rows(micro)
+            with self._autocast():
+                values = self._bucketed(part, self._values_of(self.critic))
+            loss, metrics = self.alg.value_loss(values, part.old_values, part.returns, part.mask)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"non-finite value loss {float(loss.detach())}")
+            (loss * self._micro_weight(self.alg.value_loss_agg, part, micro, mini, mini_tokens)).backward()
+            step_metrics.add(metrics, float(part.mask.sum()))
+        norm = torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.grad_clip)
+        if not torch.isfinite(norm):
+            raise NonFiniteLossError(f"non-finite critic gradient norm {float(norm)}")
+        self.critic_optimizer.step()
+        self._critic_time += time.perf_counter() - start
+        return float(norm)
+
+    def pretrain_critic(self) -> list[dict[str, Any]]:
+        """`alg.value_pretrain_steps` critic-only steps on rollouts of the initial policy (VC-PPO's value
+        pretraining), before step 1 of a fresh run; returns one metrics row per step. Prompts and samples
+        come from their own streams, derived from (seed, "value-pretrain"), so the policy's steps see the
+        data they see without pretraining."""
+        steps = self.alg.value_pretrain_steps if self.critic is not None else 0
+        order = PromptOrder(len(self.task.train), self.cfg.rollout_batch_size, 1,
+                            seed_for("value-pretrain", self.seed))
+        rows_per_update = self.cfg.mini_batch_size * self.cfg.samples_per_prompt
+        log = []
+        for k in range(1, steps + 1):
+            t0 = time.perf_counter()
+            self._critic_time = 0.0
+            batch = self.sample(order.indices(k, 0), self._generator("value-pretrain", self.seed, k))
+            rollout = self.score(batch.groups)
+            metrics: dict[str, Any] = {"step": k, **self.estimate_advantages(rollout)}
+            step_metrics, norms = StepMetrics(), []
+            for mini in torch.arange(rollout.num_rows, device=self.device).split(rows_per_update):
+                norms.append(self.critic_update(rollout, mini, step_metrics))
+            metrics.update(step_metrics.reduced())
+            metrics.update({"critic_grad_norm": sum(norms) / len(norms),
+                            "critic_lr": self.critic_optimizer.param_groups[0]["lr"],
+                            "step_time_s": time.perf_counter() - t0})
+            log.append(metrics)
+        return log
+
+    def _values_of(self, critic: ValueModel) -> Callable[[Rollout], torch.Tensor]:
+        return lambda part: response_values(critic, part.prompt_ids, part.prompt_mask, part.response_ids,
+                                            part.mask)
 
     @staticmethod
     def _micro_weight(loss_agg: str, part: Rollout, micro: torch.Tensor, mini: torch.Tensor,
@@ -558,7 +649,8 @@ class LocalTrainer:
     # -- checkpoints ----------------------------------------------------------------------------------
 
     def save_checkpoint(self, directory: Path, step: int) -> None:
-        """HF model + tokenizer + optimizer/scheduler state, written to a temporary dir then renamed."""
+        """HF model + tokenizer + optimizer/scheduler state (+ the critic and its optimizer state in
+        critic/), written to a temporary dir then renamed."""
         directory = Path(directory)
         tmp = directory.parent / f".{directory.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -566,6 +658,8 @@ class LocalTrainer:
         self.tokenizer.save_pretrained(str(tmp))
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "step": step}, tmp / TRAINER_STATE)
+        if self.critic is not None:
+            self.critic.save(tmp / CRITIC_DIR, self.critic_optimizer)
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)
 
