@@ -12,7 +12,14 @@ from fipo_bench.algorithms import CRITIC_METRICS, get_algorithm
 from fipo_bench.backends.local.critic import response_values
 from fipo_bench.backends.local.trainer import LocalTrainer, Rollout
 from fipo_bench.config import build_config
-from fipo_bench.results import CRITIC_DIR, CRITIC_OPTIMIZER, CRITIC_WEIGHTS, TIMING_FIELDS
+from fipo_bench.results import (
+    CRITIC_DIR,
+    CRITIC_OPTIMIZER,
+    CRITIC_WEIGHTS,
+    TIMING_FIELDS,
+    TRAINER_STATE,
+    RunDir,
+)
 from fipo_bench.sampling import left_pad
 from fipo_bench.tasks import TaskData
 
@@ -148,3 +155,14 @@ def test_resume_with_a_critic_gives_identical_numbers_and_checkpoints_hold_it(ra
         assert torch.equal(a, b)
     for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_completed_runs_final_checkpoint_keeps_the_critic_not_its_optimizer_state(random_base, tmp_path):
+    trainer = make_trainer(random_base)
+    run = RunDir(tmp_path / "ppo-seed0")
+    trainer.save_checkpoint(run.checkpoint(1), 1)
+    critic = run.checkpoint(1) / CRITIC_DIR
+    assert (critic / CRITIC_OPTIMIZER).is_file() and (run.checkpoint(1) / TRAINER_STATE).is_file()
+    run.drop_resume_state(1)
+    assert (critic / CRITIC_WEIGHTS).is_file()
+    assert not (critic / CRITIC_OPTIMIZER).exists() and not (run.checkpoint(1) / TRAINER_STATE).exists()
