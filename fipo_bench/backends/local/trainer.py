@@ -8,11 +8,15 @@
      batches are generated until B groups are kept (at most `max_gen_batches`; then it trains on those);
   3. score: +1 correct, -1 otherwise (DAPO's rule reward; a response cut at the length limit is not
      correct), then `alg.shape_rewards` (overlong shaping);
-  4. advantage: `alg.advantages` (with the response mask);
+  4. advantage: `alg.advantages` (with the response mask); for an algorithm with a critic
+     (`alg.needs_critic`, fipo_bench.backends.local.critic), the critic's values of the rollout and
+     `alg.advantages_and_returns`;
   5. update: B / mini_batch_size AdamW steps of `alg.policy_loss`, one per mini-batch of groups (so
      off-policy weights like FIPO's act from the second on), with grad clipping; a frozen reference model
-     is loaded only when `alg.needs_reference`. The learning-rate schedule
-     (linear warm-up, then constant) advances once per step, as in verl.
+     is loaded only when `alg.needs_reference`; a critic takes one `alg.value_loss` step per mini-batch
+     beside the policy (and `alg.value_pretrain_steps` critic-only steps before step 1 of a fresh run,
+     `pretrain_critic`). The learning-rate schedule (linear warm-up, then constant) advances once per
+     step, as in verl.
 Groups and rollouts travel as typed records (Group, GenerationBatch, Rollout). The trainer knows
 algorithms only through their contract (fipo_bench.algorithms.base.Algorithm): no algorithm or
 algorithm-specific metric is named here. Pure tensor helpers (`response_logp`) are separate from
