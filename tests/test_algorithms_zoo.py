@@ -706,7 +706,7 @@ def test_local_trainer_hands_the_mask_to_the_estimator_and_keeps_per_token_advan
         "tiny", options={"algos": "reinforce++"}, sets=["recompute_old_logp=false", "samples_per_prompt=2"]
     )
     trainer.alg = get_algorithm("reinforce++", gamma=0.5)
-    trainer.pad_id, trainer.device = 0, torch.device("cpu")
+    trainer.pad_id, trainer.device, trainer.critic = 0, torch.device("cpu"), None
 
     def group(lengths, correct):
         width = max(lengths)
