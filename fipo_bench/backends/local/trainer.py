@@ -439,8 +439,9 @@ class LocalTrainer:
 
     def update(self, rollout: Rollout) -> dict[str, Any]:
         """B / mini_batch_size AdamW steps of `alg.policy_loss`, one per mini-batch of groups in order (so
-        off-policy weights like FIPO's act from the second on), with grad clipping; returns the mean loss and
-        grad norm and the algorithm's own metrics (StepMetrics)."""
+        off-policy weights like FIPO's act from the second on), with grad clipping, each followed by a critic
+        step on the same rows when there is a critic; returns the mean loss and grad norm and the
+        algorithm's own metrics (StepMetrics)."""
         rows_per_update = self.cfg.mini_batch_size * self.cfg.samples_per_prompt
         rows = torch.arange(rollout.num_rows, device=self.device)
         mini_batches = rows.split(rows_per_update)
