@@ -278,3 +278,37 @@ def test_vapo_lm_loss_in_the_actor_uses_the_reward_files_correctness(openrlhf_wi
         loss_fn(
             logp, old, advantages * mask, action_mask=mask, **_optimizer_step_loss_norm([mask], None, 1, 1)
         )
+
+
+class ReplayBuffer(list):
+    """What ppo_train reads of OpenRLHF's NaiveReplayBuffer: its items (here: itself) and batch size."""
+
+    sample_batch_size = 2
+    collate_fn = None
+
+    @property
+    def items(self):
+        return self
+
+
+@pytest.mark.parametrize(("name", "kept"), [("vc-ppo", 8), ("ppo", 24)])
+def test_the_frozen_actor_trains_only_on_the_newest_rollout(name, kept, openrlhf_with, monkeypatch):
+    # 4 prompts x 4 samples per step over 2 data-parallel ranks: 8 items per rank per step. After value
+    # pretraining, the actor's buffer holds three steps' items; only the newest step's may train it.
+    alg, args, modules = openrlhf_with(name)
+    monkeypatch.setattr(modules.ppo_actor, "NaiveReplayBuffer", lambda *a, **k: None)
+    monkeypatch.setattr(modules.ppo_actor, "torch_dist_barrier_and_cuda_sync", lambda: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: "cpu")
+    strategy = SimpleNamespace(args=args, ring_attn_group=None)
+    trainer = modules.ppo_actor.ActorPPOTrainer(
+        strategy,
+        actor=None,
+        ema_model=None,
+        actor_optim=None,
+        actor_scheduler=SimpleNamespace(get_last_lr=lambda: [1e-6]),
+        micro_train_batch_size=2,
+    )
+    trainer.replay_buffer = ReplayBuffer(range(24))
+    trainer.max_epochs = 0  # OpenRLHF's own loop then trains nothing: only the buffer is looked at
+    trainer.ppo_train(0.0)
+    assert list(trainer.replay_buffer) == list(range(24 - kept, 24))
