@@ -116,14 +116,16 @@ def value_loss_terms(
 
 def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     """1 - Var(R - V) / Var(R) over the masked tokens (biased variances); 0-dim. 0 when the returns do not
-    vary (a batch whose rewards are all equal has nothing to explain; NaN there would stop a run, whose
-    metrics must be finite)."""
+    vary beyond rounding (Var(R) <= machine epsilon x mean(R^2 + V^2): a batch whose rewards are all equal
+    has nothing to explain, and -inf or NaN there would stop a run, whose metrics must be finite)."""
     keep = mask.bool()
     var_returns = ops.masked_mean((returns - ops.masked_mean(returns, keep)) ** 2, keep)
     error = returns - values
     var_error = ops.masked_mean((error - ops.masked_mean(error, keep)) ** 2, keep)
-    explained = 1.0 - var_error / var_returns.clamp_min(torch.finfo(var_returns.dtype).tiny)
-    return torch.where(var_returns > 0, explained, torch.zeros_like(explained))
+    scale = ops.masked_mean(returns * returns + values * values, keep)
+    varies = var_returns > torch.finfo(var_returns.dtype).eps * scale
+    explained = 1.0 - var_error / torch.where(varies, var_returns, torch.ones_like(var_returns))
+    return torch.where(varies, explained, torch.zeros_like(explained))
 
 
 def critic_metrics(values: Tensor, returns: Tensor, raw_advantages: Tensor, mask: Tensor) -> dict[str, float]:

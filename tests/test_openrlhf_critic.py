@@ -92,7 +92,9 @@ def test_critic_flags_parse_and_mean_what_we_intend(name, tmp_path, parse):
     assert (args.critic.adam.weight_decay, args.critic.max_norm) == (0.1, 0.5)
     assert list(args.critic.adam.betas) == [0.9, 0.999] and args.critic.lr_scheduler == "constant_with_warmup"
     assert args.critic.lr_warmup_ratio == args.actor.lr_warmup_ratio
-    assert args.critic.freezing_steps == alg.value_pretrain_steps == (0 if name == "ppo" else 5)
+    # OpenRLHF trains the actor once global_step (0 at the first step) > freezing_steps: P - 1 freezes P steps
+    assert alg.value_pretrain_steps == (0 if name == "ppo" else 5)
+    assert args.critic.freezing_steps == alg.value_pretrain_steps - 1
     assert (args.critic.num_nodes, args.critic.num_gpus_per_node) == (1, 2)
     assert list(args.actor.eps_clip_low_high) == [0.2, 0.28 if name == "vapo" else 0.2]
     assert args.actor.loss_agg_mode == "token-mean" and args.algo.kl.init_coef == 0.0
@@ -201,7 +203,8 @@ def test_critic_training_step_backpropagates_our_value_loss(agg, openrlhf_with, 
     from openrlhf.trainer.ppo_utils.experience import Experience
     from openrlhf.utils.loss_utils import _optimizer_step_loss_norm
 
-    info = {"explained_variance": torch.full((6,), 0.25), "value_mean": torch.full((6,), -1.0)}
+    # as OpenRLHF's replay buffer batches per-sample info: a list of 0-dim tensors
+    info = {"explained_variance": [torch.tensor(0.25)] * 6, "value_mean": list(torch.full((6,), -1.0))}
     experience = Experience(
         sequences=torch.zeros(6, 9, dtype=torch.long),
         attention_mask=torch.ones(6, 9),

@@ -416,6 +416,8 @@ def test_critic_metrics_by_hand():
     ] == pytest.approx(1.0)
     flat_returns = torch.ones_like(returns)  # nothing to explain: 0, not NaN (a run stops on NaN metrics)
     assert explained_variance(raw, flat_returns, mask).item() == 0.0
+    rounded = flat_returns + 1e-7 * torch.randn_like(flat_returns)  # constant up to float32 rounding
+    assert explained_variance(raw.float(), rounded.float(), mask).item() == 0.0
     constant = torch.full_like(returns, 2.0 / 3.0)
     assert explained_variance(constant, returns, mask).item() == pytest.approx(0.0, abs=1e-12)
     metrics = critic_metrics(constant, returns, raw, mask)
