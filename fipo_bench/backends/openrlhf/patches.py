@@ -309,6 +309,8 @@ def make_value_loss_class(alg, aggregate_loss):
 
 
 def patch_ppo_critic(module, alg) -> None:
+    if not alg.needs_critic:  # OpenRLHF builds no critic then; its module stays as it is
+        return
     from openrlhf.models.loss import aggregate_loss
 
     from fipo_bench.algorithms.ppo import CRITIC_METRICS
