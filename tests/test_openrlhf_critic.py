@@ -92,7 +92,9 @@ def test_critic_flags_parse_and_mean_what_we_intend(name, tmp_path, parse):
     assert (args.critic.adam.weight_decay, args.critic.max_norm) == (0.1, 0.5)
     assert list(args.critic.adam.betas) == [0.9, 0.999] and args.critic.lr_scheduler == "constant_with_warmup"
     assert args.critic.lr_warmup_ratio == args.actor.lr_warmup_ratio
-    assert args.critic.freezing_steps == alg.value_pretrain_steps == (0 if name == "ppo" else 5)
+    # OpenRLHF trains the actor once global_step (0 at the first step) > freezing_steps: P - 1 freezes P steps
+    assert alg.value_pretrain_steps == (0 if name == "ppo" else 5)
+    assert args.critic.freezing_steps == alg.value_pretrain_steps - 1
     assert (args.critic.num_nodes, args.critic.num_gpus_per_node) == (1, 2)
     assert list(args.actor.eps_clip_low_high) == [0.2, 0.28 if name == "vapo" else 0.2]
     assert args.actor.loss_agg_mode == "token-mean" and args.algo.kl.init_coef == 0.0
@@ -201,7 +203,8 @@ def test_critic_training_step_backpropagates_our_value_loss(agg, openrlhf_with, 
     from openrlhf.trainer.ppo_utils.experience import Experience
     from openrlhf.utils.loss_utils import _optimizer_step_loss_norm
 
-    info = {"explained_variance": torch.full((6,), 0.25), "value_mean": torch.full((6,), -1.0)}
+    # as OpenRLHF's replay buffer batches per-sample info: a list of 0-dim tensors
+    info = {"explained_variance": [torch.tensor(0.25)] * 6, "value_mean": list(torch.full((6,), -1.0))}
     experience = Experience(
         sequences=torch.zeros(6, 9, dtype=torch.long),
         attention_mask=torch.ones(6, 9),
@@ -278,3 +281,37 @@ def test_vapo_lm_loss_in_the_actor_uses_the_reward_files_correctness(openrlhf_wi
         loss_fn(
             logp, old, advantages * mask, action_mask=mask, **_optimizer_step_loss_norm([mask], None, 1, 1)
         )
+
+
+class ReplayBuffer(list):
+    """What ppo_train reads of OpenRLHF's NaiveReplayBuffer: its items (here: itself) and batch size."""
+
+    sample_batch_size = 2
+    collate_fn = None
+
+    @property
+    def items(self):
+        return self
+
+
+@pytest.mark.parametrize(("name", "kept"), [("vc-ppo", 8), ("ppo", 24)])
+def test_the_frozen_actor_trains_only_on_the_newest_rollout(name, kept, openrlhf_with, monkeypatch):
+    # 4 prompts x 4 samples per step over 2 data-parallel ranks: 8 items per rank per step. After value
+    # pretraining, the actor's buffer holds three steps' items; only the newest step's may train it.
+    alg, args, modules = openrlhf_with(name)
+    monkeypatch.setattr(modules.ppo_actor, "NaiveReplayBuffer", lambda *a, **k: None)
+    monkeypatch.setattr(modules.ppo_actor, "torch_dist_barrier_and_cuda_sync", lambda: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: "cpu")
+    strategy = SimpleNamespace(args=args, ring_attn_group=None)
+    trainer = modules.ppo_actor.ActorPPOTrainer(
+        strategy,
+        actor=None,
+        ema_model=None,
+        actor_optim=None,
+        actor_scheduler=SimpleNamespace(get_last_lr=lambda: [1e-6]),
+        micro_train_batch_size=2,
+    )
+    trainer.replay_buffer = ReplayBuffer(range(24))
+    trainer.max_epochs = 0  # OpenRLHF's own loop then trains nothing: only the buffer is looked at
+    trainer.ppo_train(0.0)
+    assert list(trainer.replay_buffer) == list(range(24 - kept, 24))

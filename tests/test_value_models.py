@@ -414,9 +414,22 @@ def test_critic_metrics_by_hand():
     assert perfect["advantage_raw_mean"] == pytest.approx(2.0) and perfect[
         "advantage_raw_std"
     ] == pytest.approx(1.0)
+    flat_returns = torch.ones_like(returns)  # nothing to explain: 0, not NaN (a run stops on NaN metrics)
+    assert explained_variance(raw, flat_returns, mask).item() == 0.0
+    rounded = flat_returns + 1e-7 * torch.randn_like(flat_returns)  # constant up to float32 rounding
+    assert explained_variance(raw.float(), rounded.float(), mask).item() == 0.0
     constant = torch.full_like(returns, 2.0 / 3.0)
     assert explained_variance(constant, returns, mask).item() == pytest.approx(0.0, abs=1e-12)
     metrics = critic_metrics(constant, returns, raw, mask)
     assert metrics["value_mean"] == pytest.approx(2 / 3) and metrics["return_mean"] == pytest.approx(2 / 3)
     _, loss_metrics = get_algorithm("ppo").value_loss(constant, constant, returns, mask)
     assert set(loss_metrics) | set(metrics) == set(CRITIC_METRICS)
+
+
+def test_local_backend_refuses_critic_algorithms_at_plan_time():
+    # Until the local trainer has a critic: a clear error before any work, not a traceback mid-run.
+    from fipo_bench.backends.local.matrix import plan_matrix
+    from fipo_bench.config import ConfigError, RunConfig
+
+    with pytest.raises(ConfigError, match="vapo learns a value model .* --backend openrlhf"):
+        plan_matrix(RunConfig(run_name="t", algos=("grpo", "vapo")))

@@ -309,6 +309,8 @@ def make_value_loss_class(alg, aggregate_loss):
 
 
 def patch_ppo_critic(module, alg) -> None:
+    if not alg.needs_critic:  # OpenRLHF builds no critic then; its module stays as it is
+        return
     from openrlhf.models.loss import aggregate_loss
 
     from fipo_bench.algorithms.ppo import CRITIC_METRICS
@@ -322,8 +324,11 @@ def patch_ppo_critic(module, alg) -> None:
         status = original(self, experience, step, loss_batch_info)
         status.update({key: float(value) for key, value in self.critic_loss_fn.last_metrics.items()})
         for key in CRITIC_METRICS:  # the rollout's, set by the experience maker
-            if isinstance(experience.info.get(key), torch.Tensor):
-                status[key] = float(experience.info[key].float().mean())
+            value = experience.info.get(key)  # the replay buffer batches per-sample info as a list
+            if isinstance(value, list) and value:
+                value = torch.stack([torch.as_tensor(v) for v in value])
+            if isinstance(value, torch.Tensor):
+                status[key] = float(value.float().mean())
         return status
 
     trainer.training_step = training_step

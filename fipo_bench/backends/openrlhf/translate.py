@@ -284,7 +284,9 @@ def openrlhf_args(
                 "critic.max_norm": config.grad_clip,
                 "critic.lr_scheduler": "constant_with_warmup",
                 "critic.lr_warmup_ratio": warmup_ratio,
-                "critic.freezing_steps": hp["value_pretrain_steps"],
+                # OpenRLHF trains the actor at global_step > freezing_steps, its first step being
+                # global_step 0 (logged as step 1): P - 1 freezes the first P steps, -1 (its default) none.
+                "critic.freezing_steps": hp["value_pretrain_steps"] - 1,
             }
         )
     if alg.dynamic_sampling:
