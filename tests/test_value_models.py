@@ -426,10 +426,10 @@ def test_critic_metrics_by_hand():
     assert set(loss_metrics) | set(metrics) == set(CRITIC_METRICS)
 
 
-def test_local_backend_refuses_critic_algorithms_at_plan_time():
-    # Until the local trainer has a critic: a clear error before any work, not a traceback mid-run.
+def test_local_backend_plans_critic_algorithms():
+    # The local trainer trains their critic (tests/test_critic.py): the plan keeps them, no refusal.
     from fipo_bench.backends.local.matrix import plan_matrix
-    from fipo_bench.config import ConfigError, RunConfig
+    from fipo_bench.config import RunConfig
 
-    with pytest.raises(ConfigError, match="vapo learns a value model .* --backend openrlhf"):
-        plan_matrix(RunConfig(run_name="t", algos=("grpo", "vapo")))
+    plan = plan_matrix(RunConfig(run_name="t", algos=("grpo", "vapo")))
+    assert plan.algorithms["vapo"].needs_critic and not plan.algorithms["grpo"].needs_critic
