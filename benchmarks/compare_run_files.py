@@ -3,6 +3,14 @@ changed no number (issue 23): run one fixed configuration before and after, then
 
     python benchmarks/compare_run_files.py BEFORE/<run-name> AFTER/<run-name>
 
+The configuration issue 23's trainer refactor and issue 22's critic were checked on (6 steps; micro-batches
+of 16 rows in 2 length buckets, 2 updates per step with the recomputed old_logp, dynamic sampling,
+a reference model, checkpoints and evals at steps 3 and 6), run once per commit with OUT = BEFORE, AFTER:
+
+    fipo-bench run --preset tiny --algos grpo,dapo,fipo --seeds 0 --steps 6 --output-dir OUT \
+      --run-name equiv --device cpu --max-parallel 1 --set micro_batch_size=16 --set eval_every=3 \
+      --set checkpoint_every=3 --set keep_checkpoints=0 --set eval_limit=64 --set grpo.kl_coef=0.001
+
 Every file of every run directory is compared: JSON/JSONL values after dropping the wall-clock fields
 (results.TIMING_FIELDS), each side's own directory and output dir written as placeholders; checkpoint
 tensors (safetensors and torch.save'd states) with torch.equal; anything else byte for byte. The matrix's
