@@ -30,6 +30,7 @@ PATCH_TARGETS = {
     "openrlhf.trainer.ray.ppo_actor": "patch_ppo_actor",
     "openrlhf.trainer.ppo_utils.experience_maker": "patch_experience_maker",
     "openrlhf.trainer.ppo_utils.samples_generator": "patch_samples_generator",
+    "openrlhf.trainer.ray.ppo_critic": "patch_ppo_critic",
 }
 PATCHED_FLAG = "__fipo_bench_patched__"
 
