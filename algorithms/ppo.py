@@ -14,13 +14,6 @@ Model", arXiv 2503.24290 (2025); PPO: Schulman et al. 2017 (arXiv 1707.06347); G
 4. No KL term (ORZ sets both KL coefficients to 0), symmetric clip 0.2, value clip 0.2, critic learning
    rate 5x the actor's (ORZ's config.py: 1e-6 and 5e-6).
 
-The contract beyond `base.Algorithm` (backends with a critic call these; `needs_critic` is True):
-
-    advantages_and_returns(rewards[N], values[N, T], mask[N, T]) -> (advantages[N, T], returns[N, T])
-    value_loss(values[N, T], old_values[N, T], returns[N, T], mask[N, T]) -> (loss, metrics)
-    gae(rewards, values, mask) -> (advantages before whitening, returns)     (for metrics)
-    critic_metrics(...) -> the CRITIC_METRICS every backend reports under the same names
-
 Reference code: verl's `compute_gae_advantage_return`, `masked_whiten` and `compute_value_loss`
 (volcengine/verl, verl/trainer/ppo/core_algos.py, verl/utils/torch_functional.py). The outputs agree with
 them on every response token to float64 rounding (measured outside the repository, 5 cases x 4 (gamma,
@@ -152,7 +145,15 @@ def critic_metrics(values: Tensor, returns: Tensor, raw_advantages: Tensor, mask
 @register_algorithm("ppo")
 @dataclasses.dataclass(frozen=True)
 class PPO(GRPO):
-    """PPO with a critic and GAE, Open-Reasoner-Zero's recipe (arXiv 2503.24290)."""
+    """PPO with a critic and GAE, Open-Reasoner-Zero's recipe (arXiv 2503.24290).
+
+    The contract beyond `base.Algorithm` (backends with a critic call these; `needs_critic` is True):
+
+        advantages_and_returns(rewards[N], values[N, T], mask[N, T]) -> (advantages[N, T], returns[N, T])
+        value_loss(values[N, T], old_values[N, T], returns[N, T], mask[N, T]) -> (loss, metrics)
+        gae(rewards, values, mask) -> (advantages before whitening, returns)     (for metrics)
+        critic_metrics(...) -> the CRITIC_METRICS every backend reports under the same names
+    """
 
     paper: ClassVar[str] = PAPER
     needs_critic: ClassVar[bool] = True

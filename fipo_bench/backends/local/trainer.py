@@ -1,26 +1,10 @@
 """The one-process RL trainer of `fipo-bench run --backend local` (CPU or one GPU).
 
-`LocalTrainer.train_step` runs one step in the phases of the algorithm:
-  1. sample: B prompts x G samples of the current policy (fipo_bench.sampling, KV cache), checked against
-     the gold answers. The prompts and the sampler's generator depend only on (seed, step, generation
-     batch), so every algorithm with the same seed sees the same prompts and the same first rollout;
-  2. filter: groups failing `alg.keep_group` on correctness are dropped (dynamic sampling), and more
-     batches are generated until B groups are kept (at most `max_gen_batches`; then it trains on those);
-  3. score: +1 correct, -1 otherwise (DAPO's rule reward; a response cut at the length limit is not
-     correct), then `alg.shape_rewards` (overlong shaping);
-  4. advantage: `alg.advantages` (with the response mask); for an algorithm with a critic
-     (`alg.needs_critic`, fipo_bench.backends.local.critic), the critic's values of the rollout and
-     `alg.advantages_and_returns`;
-  5. update: B / mini_batch_size AdamW steps of `alg.policy_loss`, one per mini-batch of groups (so
-     off-policy weights like FIPO's act from the second on), with grad clipping; a frozen reference model
-     is loaded only when `alg.needs_reference`; a critic takes one `alg.value_loss` step per mini-batch
-     beside the policy (and `alg.value_pretrain_steps` critic-only steps before step 1 of a fresh run,
-     `pretrain_critic`). The learning-rate schedule (linear warm-up, then constant) advances once per
-     step, as in verl.
-Groups and rollouts travel as typed records (Group, GenerationBatch, Rollout). The trainer knows
-algorithms only through their contract (fipo_bench.algorithms.base.Algorithm): no algorithm or
-algorithm-specific metric is named here. Pure tensor helpers (`response_logp`) are separate from
-orchestration.
+`LocalTrainer.train_step` runs one step in the phases of the algorithm (sample, filter, score,
+advantage, update); groups and rollouts travel between them as typed records (Group, GenerationBatch,
+Rollout). The trainer knows algorithms only through their contract (fipo_bench.algorithms.base.Algorithm):
+no algorithm or algorithm-specific metric is named here. Pure tensor helpers (`response_logp`) are
+separate from orchestration.
 """
 
 from __future__ import annotations
@@ -316,7 +300,27 @@ class LocalTrainer:
 
     def train_step(self, step: int) -> dict[str, Any]:
         """Sample, filter, score, estimate advantages, update; returns the metrics line (without timing of
-        the caller's I/O)."""
+        the caller's I/O).
+
+        1. sample: B prompts x G samples of the current policy (fipo_bench.sampling, KV cache), checked
+           against the gold answers. The prompts and the sampler's generator depend only on (seed, step,
+           generation batch), so every algorithm with the same seed sees the same prompts and the same
+           first rollout;
+        2. filter: groups failing `alg.keep_group` on correctness are dropped (dynamic sampling), and more
+           batches are generated until B groups are kept (at most `max_gen_batches`; then it trains on
+           those);
+        3. score: +1 correct, -1 otherwise (DAPO's rule reward; a response cut at the length limit is not
+           correct), then `alg.shape_rewards` (overlong shaping);
+        4. advantage: `alg.advantages` (with the response mask); for an algorithm with a critic
+           (`alg.needs_critic`, fipo_bench.backends.local.critic), the critic's values of the rollout and
+           `alg.advantages_and_returns`;
+        5. update: B / mini_batch_size AdamW steps of `alg.policy_loss`, one per mini-batch of groups (so
+           off-policy weights like FIPO's act from the second on), with grad clipping; a frozen reference
+           model is loaded only when `alg.needs_reference`; a critic takes one `alg.value_loss` step per
+           mini-batch beside the policy (and `alg.value_pretrain_steps` critic-only steps before step 1
+           of a fresh run, `pretrain_critic`). The learning-rate schedule (linear warm-up, then
+           constant) advances once per step, as in verl.
+        """
         t0 = time.perf_counter()
         self._critic_time = 0.0
         batches, kept = self.sample_and_filter(step)

@@ -1,44 +1,9 @@
 """The patches plugin.py applies to OpenRLHF 0.11 modules, each right after the module is imported.
 
-This is the boundary where OpenRLHF's names become ours: `log_probs -> logp`,
-`old_log_probs -> old_logp`, `base_action_log_probs -> ref_logp`, `action_mask -> mask`, an
-experience's `index // n_samples_per_prompt -> group_ids`.
-
-- ppo_actor: `PolicyLoss` -> `RegistryPolicyLoss` (`alg.token_loss`, then OpenRLHF's own
-  `aggregate_loss`: the global token count of the optimizer step `batch_num_tokens`, times `dp_size`
-  for the gradient averaging across data-parallel ranks; same 5-tuple). OpenRLHF reduces by token-mean
-  or seq-mean-token-mean only; the token-sum modes (Dr. GRPO's) are run as seq-mean-token-mean on token
-  losses scaled per sequence (`ops.seq_mean_token_mean_scale`), which is exact. `training_step` hands
-  the loss the experience (for `ref_logp` and to log our metrics) and passes OpenRLHF a KL coefficient
-  of 0, because our loss already contains the algorithm's KL term.
-  Every rollout step ends in an optimizer step on all it kept, as in the local backend: OpenRLHF's
-  DataLoader drops a last short micro-batch (`drop_last=True`), and DeepSpeed steps only after every
-  `gas`-th micro-batch counted since the start of training, so a step that kept fewer samples than
-  `train.batch_size` (dynamic sampling after the cap) took no step and carried its gradient into the
-  next one. Here nothing is dropped and the engine's accumulation boundary is set explicitly: after
-  each window of `gas` micro-batches (OpenRLHF's loss normalisation windows) and after the last.
-- experience_maker: `compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages` (with
-  the experiences' action masks, padded to one width; per-token advantages are cut back per experience);
-  with a critic, `alg.advantages_and_returns` on the critic's rollout values (`experience.values`)
-  instead, whitened over the whole rollout batch, and the rollout-side `CRITIC_METRICS` in `info`.
-- ppo_critic: `ValueLoss` -> `RegistryValueLoss` (`alg.value_loss`'s per-token terms under OpenRLHF's
-  `aggregate_loss`, as the policy loss); the critic's training step adds `value_clip_frac` and the
-  rollout's critic metrics to its status, so they are logged during value pretraining too (the frozen
-  actor logs nothing then). `critic_loss`, `critic_lr` and `critic_grad_norm` are OpenRLHF's own.
-- ppo_actor, value pretraining: OpenRLHF appends every rollout to the frozen actor's replay buffer but
-  clears it only when the actor trains, so its first update would take every pretraining rollout too;
-  the patched `ppo_train` keeps only the newest step's share.
-- VAPO's positive-example LM loss: the policy loss adds lm_loss_coef x the mean NLL of the micro-batch's
-  correct responses (`experience.scores`, the reward file's correctness), weighted by the micro-batch's
-  share of the optimizer step's tokens. It equals `alg.policy_loss`'s term when one micro-batch makes
-  the step; otherwise each micro-batch's correct tokens are averaged on their own (OpenRLHF does not
-  know the step's number of correct tokens in advance).
-- samples_generator: stop after $FIPO_BENCH_MAX_STEPS rollout batches (the prompt file holds more
-  under dynamic sampling), and draw at most $FIPO_BENCH_MAX_GEN_BATCHES x batch prompts per batch
-  (OpenRLHF refills filtered prompts without a cap; after the cap the step trains on what it kept).
-  With more than one data-parallel rank a short batch would split unevenly over the ranks (their
-  collectives would no longer pair up), so there the capped step stops the job with a clear error, as
-  verl's DAPO recipe does when max_num_gen_batches runs out.
+They put the registry's algorithm in place of OpenRLHF's loss, advantages and value loss, so both
+backends run the same math. This is the boundary where OpenRLHF's names become ours:
+`log_probs -> logp`, `old_log_probs -> old_logp`, `base_action_log_probs -> ref_logp`,
+`action_mask -> mask`, an experience's `index // n_samples_per_prompt -> group_ids`.
 """
 
 from __future__ import annotations
@@ -156,6 +121,32 @@ def make_policy_loss_class(alg, aggregate_loss):
 
 
 def patch_ppo_actor(module, alg) -> None:
+    """`PolicyLoss` -> `RegistryPolicyLoss`; every rollout step ends in one optimizer step on all it kept.
+
+    The loss is `alg.token_loss` under OpenRLHF's own `aggregate_loss` (the optimizer step's global token
+    count `batch_num_tokens`, times `dp_size` for the averaging across data-parallel ranks; same 5-tuple).
+    OpenRLHF reduces by token-mean or seq-mean-token-mean only; the token-sum modes (Dr. GRPO's) run as
+    seq-mean-token-mean on token losses scaled per sequence (`ops.seq_mean_token_mean_scale`), which is
+    exact. `training_step` hands the loss the experience (for `ref_logp` and our metrics) and passes
+    OpenRLHF a KL coefficient of 0, because our loss already contains the algorithm's KL term.
+
+    VAPO's positive-example LM loss adds lm_loss_coef x the mean NLL of the micro-batch's correct responses
+    (`experience.scores`, the reward file's correctness), weighted by the micro-batch's share of the step's
+    tokens. It equals `alg.policy_loss`'s term when one micro-batch makes the step; otherwise each
+    micro-batch's correct tokens are averaged on their own (OpenRLHF does not know the step's number of
+    correct tokens in advance).
+
+    One step per rollout step, as in the local backend: OpenRLHF's DataLoader drops a last short
+    micro-batch (`drop_last=True`), and DeepSpeed steps only after every `gas`-th micro-batch counted since
+    the start of training, so a step that kept fewer than `train.batch_size` samples (dynamic sampling
+    after the cap) would take no step and carry its gradient into the next. Here nothing is dropped and
+    the accumulation boundary is set explicitly: after each window of `gas` micro-batches (OpenRLHF's
+    loss normalisation windows) and after the last.
+
+    Value pretraining: OpenRLHF appends every rollout to the frozen actor's replay buffer but clears it
+    only when the actor trains, so its first update would take every pretraining rollout too; the patched
+    `ppo_train` keeps only the newest step's share.
+    """
     from openrlhf.models.loss import aggregate_loss
 
     loss_class = make_policy_loss_class(alg, aggregate_loss)
@@ -169,7 +160,7 @@ def patch_ppo_actor(module, alg) -> None:
     def ppo_train(self, kl_ctl):
         buffer = self.replay_buffer
         if alg.needs_critic and alg.value_pretrain_steps:
-            # the frozen actor's buffer still holds the pretraining rollouts (module docstring)
+            # the frozen actor's buffer still holds the pretraining rollouts (see the docstring)
             args = self.args
             newest = args.rollout.batch_size * args.rollout.n_samples_per_prompt // data_parallel_size(args)
             del buffer.items[:-newest]
@@ -264,6 +255,9 @@ def registry_critic_advantages(experiences, alg, max_response_length: int):
 
 
 def patch_experience_maker(module, alg) -> None:
+    """`compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages` (`registry_advantages`),
+    or with a critic `alg.advantages_and_returns` on the rollout values (`registry_critic_advantages`,
+    whitened over the whole rollout batch, with the rollout-side `CRITIC_METRICS` in `info`)."""
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
         args = self.strategy.args
@@ -309,6 +303,10 @@ def make_value_loss_class(alg, aggregate_loss):
 
 
 def patch_ppo_critic(module, alg) -> None:
+    """`ValueLoss` -> `RegistryValueLoss` (`alg.value_loss`'s per-token terms under OpenRLHF's
+    `aggregate_loss`, as the policy loss). The critic's training step adds `value_clip_frac` and the
+    rollout's critic metrics to its status, so they are logged during value pretraining too (the frozen
+    actor logs nothing then). `critic_loss`, `critic_lr` and `critic_grad_norm` are OpenRLHF's own."""
     if not alg.needs_critic:  # OpenRLHF builds no critic then; its module stays as it is
         return
     from openrlhf.models.loss import aggregate_loss
@@ -341,6 +339,14 @@ def data_parallel_size(args) -> int:
 
 
 def patch_samples_generator(module, alg) -> None:
+    """Stop after $FIPO_BENCH_MAX_STEPS rollout batches (the prompt file holds more under dynamic
+    sampling), and draw at most $FIPO_BENCH_MAX_GEN_BATCHES x batch prompts per batch (OpenRLHF refills
+    filtered prompts without a cap; after the cap the step trains on what it kept).
+
+    With more than one data-parallel rank a short batch would split unevenly over the ranks (their
+    collectives would not pair up), so there the capped step stops the job with a clear error, as verl's
+    DAPO recipe does when max_num_gen_batches runs out.
+    """
     max_steps = int(os.environ.get(ENV_MAX_STEPS, "0")) or None
     max_gen_batches = int(os.environ.get(ENV_MAX_GEN_BATCHES, "0")) or None
     start_step = int(os.environ.get(ENV_START_STEP, "0"))

@@ -2,29 +2,8 @@
 
 Pure: no ray, torch or openrlhf import. The flags follow OpenRLHF's dotted argument names (read from
 its 0.11.2 parser; tests/test_openrlhf_translate.py parses every emitted flag with the real parser).
-
-What each algorithm becomes (derived from its hyperparameters, not from its name):
-- advantages: `group_norm` (no critic, groups of `samples_per_prompt`); the plugin replaces the
-  computation with `alg.shape_rewards` + `alg.advantages`, so the overlong flags only mirror the
-  algorithm (OpenRLHF's own penalty is the same formula, and is what a run without the plugin does);
-- loss: `--actor.eps_clip_low_high`, `--actor.dual_clip` (where the algorithm has them; the plugin's
-  loss checks they arrive unchanged), `--actor.loss_agg_mode` (token-mean, else seq-mean-token-mean, to
-  which the plugin rescales the token-sum modes); the plugin replaces the loss with `alg.token_loss`
-  under OpenRLHF's own token normalisation, whatever the algorithm's surrogate;
-- KL (kl_coef > 0, GRPO): `--algo.kl.use_loss`, k3, `init_coef = kl_coef`, which makes OpenRLHF build
-  the reference model; kl_coef = 0 (DAPO, FIPO): `init_coef 0`, no reference model;
-- dynamic sampling: `--algo.dynamic_filtering_enable`, range (0, 1) on the reward file's `scores`
-  (correctness), after checking that `alg.keep_group` is exactly that rule.
-- a critic (`alg.needs_critic`: PPO, VC-PPO, VAPO): `gae`, which makes OpenRLHF build its critic actors
-  from the base checkpoint (`--critic.model_name_or_path`, a value head on the last hidden state) with
-  their own AdamW at `critic_lr_scale` x the actor's learning rate; `--algo.advantage.gamma/lambd` and
-  `--critic.value_clip` mirror the algorithm (the plugin computes the advantages and returns with
-  `alg.advantages_and_returns`, per-response lambdas included, and replaces OpenRLHF's `ValueLoss` with
-  `alg.value_loss`'s terms). Value pretraining is OpenRLHF's own `--critic.freezing_steps`: the actor
-  stays frozen for the run's first `value_pretrain_steps` steps (so those rollouts are the initial
-  policy's) while the critic trains; they count among `num_steps`, so the policy takes
-  num_steps - value_pretrain_steps updates steps.
-A setting OpenRLHF cannot express raises `UnsupportedOption` naming it.
+Each algorithm's flags are derived from its hyperparameters, not its name (`openrlhf_args`); a setting
+OpenRLHF cannot express raises `UnsupportedOption` naming it.
 """
 
 from __future__ import annotations
@@ -190,6 +169,27 @@ def openrlhf_args(
 
     num_prompts: rows of the prompt file; OpenRLHF passes over it (episodes) until the run has had
     `prompts_needed` prompts, and its learning-rate schedule spans all those passes.
+    What each algorithm becomes (derived from its hyperparameters, not from its name):
+    - advantages: `group_norm` (no critic, groups of `samples_per_prompt`); the plugin replaces the
+      computation with `alg.shape_rewards` + `alg.advantages`, so the overlong flags only mirror the
+      algorithm (OpenRLHF's own penalty is the same formula, and is what a run without the plugin does);
+    - loss: `--actor.eps_clip_low_high`, `--actor.dual_clip` (where the algorithm has them; the plugin's
+      loss checks they arrive unchanged), `--actor.loss_agg_mode` (token-mean, else seq-mean-token-mean, to
+      which the plugin rescales the token-sum modes); the plugin replaces the loss with `alg.token_loss`
+      under OpenRLHF's own token normalisation, whatever the algorithm's surrogate;
+    - KL (kl_coef > 0, GRPO): `--algo.kl.use_loss`, k3, `init_coef = kl_coef`, which makes OpenRLHF build
+      the reference model; kl_coef = 0 (DAPO, FIPO): `init_coef 0`, no reference model;
+    - dynamic sampling: `--algo.dynamic_filtering_enable`, range (0, 1) on the reward file's `scores`
+      (correctness), after checking that `alg.keep_group` is exactly that rule.
+    - a critic (`alg.needs_critic`: PPO, VC-PPO, VAPO): `gae`, which makes OpenRLHF build its critic actors
+      from the base checkpoint (`--critic.model_name_or_path`, a value head on the last hidden state) with
+      their own AdamW at `critic_lr_scale` x the actor's learning rate; `--algo.advantage.gamma/lambd` and
+      `--critic.value_clip` mirror the algorithm (the plugin computes the advantages and returns with
+      `alg.advantages_and_returns`, per-response lambdas included, and replaces OpenRLHF's `ValueLoss` with
+      `alg.value_loss`'s terms). Value pretraining is OpenRLHF's own `--critic.freezing_steps`: the actor
+      stays frozen for the run's first `value_pretrain_steps` steps (so those rollouts are the initial
+      policy's) while the critic trains; they count among `num_steps`, so the policy takes
+      num_steps - value_pretrain_steps update steps.
     """
     if num_prompts < config.rollout_batch_size:
         raise UnsupportedOption(
