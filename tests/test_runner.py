@@ -392,7 +392,7 @@ def test_dry_run_runs_the_checks_of_a_real_run(reference_run, tmp_path, cache_di
         (["--algos", "grpo", "--model", base, "--dataset", str(tmp_path / "none.jsonl"), "--set",
           "eval_datasets=[\"aime24\"]"], "'dataset'"),
         (["--max-parallel", "0"], "--max-parallel"),
-        (["--seeds", "a,b"], "config: field 'seeds': expected integers"),
+        (["--seeds", "a,b"], "config: field 'seeds': expected a list of integers"),
     ]
     for extra, expected in cases:
         result = invoke(["run", *extra, *out, "--dry-run"], expect=2)
