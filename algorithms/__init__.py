@@ -12,9 +12,10 @@ from fipo_bench.algorithms.base import Algorithm, hyperparameter, setting
 from fipo_bench.algorithms.dapo import DAPO
 from fipo_bench.algorithms.fipo import FIPO
 from fipo_bench.algorithms.grpo import GRPO, PolicyGradient
+from fipo_bench.algorithms.ppo import CRITIC_METRICS, critic_metrics
 from fipo_bench.registry import get_algorithm, list_algorithms, register_algorithm, register_variant
 
 __all__ = [
-    "DAPO", "FIPO", "GRPO", "Algorithm", "PolicyGradient", "get_algorithm", "hyperparameter",
-    "list_algorithms", "register_algorithm", "register_variant", "setting",
+    "CRITIC_METRICS", "DAPO", "FIPO", "GRPO", "Algorithm", "PolicyGradient", "critic_metrics",
+    "get_algorithm", "hyperparameter", "list_algorithms", "register_algorithm", "register_variant", "setting",
 ]

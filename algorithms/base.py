@@ -69,6 +69,9 @@ class Algorithm:
     # Old name -> new name of a renamed hyperparameter: the registry still accepts the old name, with a
     # FutureWarning, for one release after the rename.
     renamed_hyperparameters: ClassVar[dict[str, str]] = {}
+    # Whether the algorithm learns a value model (a critic): then backends call `advantages_and_returns`
+    # with the critic's per-token values and train it with `value_loss` (algorithms/ppo.py).
+    needs_critic: ClassVar[bool] = False
 
     loss_agg: str = hyperparameter(
         "token-mean", "How per-token losses are reduced: token-mean, seq-mean-token-mean, seq-mean-token-sum "
@@ -107,6 +110,11 @@ class Algorithm:
         return False
 
     @property
+    def needs_correctness(self) -> bool:
+        """Whether `policy_loss` needs `correct` (each response's 0/1 correctness; VAPO's LM loss)."""
+        return False
+
+    @property
     def num_tokens_norm(self) -> float | None:
         """The constant divisor of loss_agg "seq-mean-token-sum-norm" (None = the padded width T)."""
         return None
@@ -142,15 +150,24 @@ class Algorithm:
         raise NotImplementedError
 
     def policy_loss(
-        self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, ref_logp: Tensor | None = None
+        self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor,
+        ref_logp: Tensor | None = None, correct: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
-        """The 0-dim loss to minimise (aggregated with `loss_agg`) and its metrics as floats."""
+        """The 0-dim loss to minimise (aggregated with `loss_agg`) and its metrics as floats.
+
+        correct[N]: each response's correctness (0/1), used only where `needs_correctness`.
+        """
         token_loss, loss_mask, metrics = self.token_loss(logp, old_logp, advantages, mask, ref_logp)
         loss = ops.aggregate(token_loss, loss_mask, self.loss_agg, self.num_tokens_norm)
-        if not metrics:
-            return loss, {}
-        values = torch.stack(list(metrics.values())).detach().float().tolist()  # one sync
-        return loss, dict(zip(metrics, values, strict=True))
+        return loss, metric_floats(metrics)
+
+
+def metric_floats(metrics: dict[str, Tensor]) -> dict[str, float]:
+    """0-dim metric tensors -> floats, in one device sync."""
+    if not metrics:
+        return {}
+    values = torch.stack(list(metrics.values())).detach().float().tolist()
+    return dict(zip(metrics, values, strict=True))
 
 
 def as_token_inputs(

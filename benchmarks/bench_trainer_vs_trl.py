@@ -42,7 +42,7 @@ What still differs, and how it is handled:
     ends, EOS mask, token lists). Decoding to text and reward checking are in "other", on both sides.
 
 Phases per rollout batch: generation; old-logp (ours `_forward_logp`, TRL's no-grad
-`_get_per_token_logps_and_entropies`); update (ours `_update`: forward/backward/optimizer of every
+`_get_per_token_logps_and_entropies`); update (ours `update`: forward/backward/optimizer of every
 mini-batch; TRL: the step minus `_generate_and_score_completions`, i.e. its training steps with their
 Trainer overhead); other (the rest of the step: decoding, rewards, advantages, batching). Times are
 medians per rollout batch (after warm-up batches) in CPU seconds of this process (robust on a machine
@@ -131,7 +131,7 @@ def ours_trainer(base: Path, problems, args, *, recompute: bool, phases: Phases)
     data = TaskData(train=problems, evals={}, prompt_text=lambda t: t, check=check)
     trainer = LocalTrainer(cfg, alg, args.seed, base, data)
     trainer._forward_logp = phases.timed(trainer._forward_logp, "old_logp")
-    trainer._update = phases.timed(trainer._update, "update")
+    trainer.update = phases.timed(trainer.update, "update")
     return trainer
 
 

@@ -2,31 +2,8 @@
 
 Every function takes the gold answer and the predicted one as the keyword arguments `gold=` and
 `pred=`: several rules are asymmetric (a tolerance applies to a decimal prediction only, an assignment
-may be dropped on one side only), so the roles must never be swapped by position.
-
-Structure (`compare_nodes`, on `extract.parse_structure`), following math-verify 0.9's grader.py:
-- a bare list or a set is unordered when the gold is one (a "find all" answer); a tuple, point or
-  interval is ordered, and its brackets must match (`[2,5)` is not `(2,5]`); a bare list against a
-  tuple is compared in order (math-verify compares an open interval with a 2-set as a tuple);
-- matrices compare entry-wise, shapes equal (`pmatrix` and `bmatrix` alike); a vector matches a list
-  of its entries; `cases` rows compare as an unordered set;
-- an equation, inequality or relation is compared as one: the same operator with sides equal, the
-  flipped inequality (`5 \\ge x` is `x \\le 5`), or else the leaf rule on the whole relation
-  (equivalent equations, `2x = 12` and `x = 6`); only an assignment to a lone variable (`x = 5`,
-  `f(x) = 2x+3`, `x \\in [0, 1)`) may be compared by its right side against a gold without one, and
-  vice versa. math-verify itself drops the left side of any predicted equation against a non-equation
-  gold, so it accepts `2x+3y=6` for gold `6`; we do not.
-The leaves are decided by a rule passed in (`AtomEqual`): `fast_atom_equal` here (numbers, strings),
-or symbolic.symbolic_atom_equal (math-verify) in a sandboxed worker.
-
-Numbers (`numbers_equal`): exact first (Fractions: `0.5` is `\\frac{1}{2}`, `025` is `25`, `1\\frac12`
-is 3/2, `2.3\\times10^{-3}` is 23/10000). Then, only for a decimal written against a gold that is not
-a decimal (a fraction here, an irrational in the worker), a tolerance: equal after rounding both to 6
-decimal places (math-verify 0.9 `grader.sympy_numeric_eq`, `float_rounding=6`), or within a relative
-1e-4 (Qwen2.5-Math's `evaluation/grader.py` `numeric_equal`, `isclose(rel_tol=1e-4)`, copied by many RL
-math graders; MARIO_EVAL allows a relative 1e-3). An integer or decimal gold is never matched
-approximately (`5.001` is not `5`; NeMo-Skills' tests ask the same).
-A percent on one side only: `28\\%` matches `28` and `0.28` (math-verify's percent rule).
+may be dropped on one side only), so the roles must never be swapped by position. The rules follow
+math-verify 0.9's grader.py; where they differ, the function says so (`compare_nodes`, `numbers_equal`).
 """
 
 from __future__ import annotations
@@ -110,7 +87,17 @@ def split_percent(text: str) -> tuple[str, bool]:
 
 
 def numbers_equal(*, gold: str, pred: str) -> bool | None:
-    """Both plain numbers: whether they are equal (module docstring); else None."""
+    """Both plain numbers: whether they are equal; else None.
+
+    Exact first (Fractions: `0.5` is `\\frac{1}{2}`, `025` is `25`, `1\\frac12`
+    is 3/2, `2.3\\times10^{-3}` is 23/10000). Then, only for a decimal written against a gold that is not
+    a decimal (a fraction here, an irrational in the worker), a tolerance: equal after rounding both to 6
+    decimal places (math-verify 0.9 `grader.sympy_numeric_eq`, `float_rounding=6`), or within a relative
+    1e-4 (Qwen2.5-Math's `evaluation/grader.py` `numeric_equal`, `isclose(rel_tol=1e-4)`, copied by many RL
+    math graders; MARIO_EVAL allows a relative 1e-3). An integer or decimal gold is never matched
+    approximately (`5.001` is not `5`; NeMo-Skills' tests ask the same).
+    A percent on one side only: `28\\%` matches `28` and `0.28` (math-verify's percent rule).
+    """
     gold, gold_percent = split_percent(gold)
     pred, pred_percent = split_percent(pred)
     gold_value, pred_value = parse_number(gold), parse_number(pred)
@@ -244,8 +231,24 @@ def _as_vector(node: Node) -> tuple[Node, ...] | None:
 
 
 def compare_nodes(*, gold: Node, pred: Node, atom_equal: AtomEqual) -> bool | None:
-    """Whether two parsed answers are equal (module docstring), leaves decided by `atom_equal`;
-    None when some leaf is undecided (`atom_equal` returned None)."""
+    """Whether two parsed answers are equal, leaves decided by `atom_equal`; None when some leaf is
+    undecided (`atom_equal` returned None).
+
+    On `extract.parse_structure`'s nodes, following math-verify 0.9's grader.py:
+    - a bare list or a set is unordered when the gold is one (a "find all" answer); a tuple, point or
+      interval is ordered, and its brackets must match (`[2,5)` is not `(2,5]`); a bare list against a
+      tuple is compared in order (math-verify compares an open interval with a 2-set as a tuple);
+    - matrices compare entry-wise, shapes equal (`pmatrix` and `bmatrix` alike); a vector matches a list
+      of its entries; `cases` rows compare as an unordered set;
+    - an equation, inequality or relation is compared as one: the same operator with sides equal, the
+      flipped inequality (`5 \\ge x` is `x \\le 5`), or else the leaf rule on the whole relation
+      (equivalent equations, `2x = 12` and `x = 6`); only an assignment to a lone variable (`x = 5`,
+      `f(x) = 2x+3`, `x \\in [0, 1)`) may be compared by its right side against a gold without one, and
+      vice versa. math-verify itself drops the left side of any predicted equation against a non-equation
+      gold, so it accepts `2x+3y=6` for gold `6`; we do not.
+    The leaves are decided by a rule passed in (`AtomEqual`): `fast_atom_equal` here (numbers, strings),
+    or symbolic.symbolic_atom_equal (math-verify) in a sandboxed worker.
+    """
     if gold.text == pred.text:
         return True
     if gold.kind == "relation" or pred.kind == "relation":

@@ -1,20 +1,10 @@
 """Datasets: AIME 2024/2025, AMC 2023, MATH-500, GSM8K and the DAPO-Math-17k training set by name, or
 any local file.
 
-Sources: a named dataset loads from a data directory (`data_dir` or $FIPO_BENCH_DATA, files named as
-in DATASETS) when one is given, else from the Hugging Face Hub through `datasets` (`pip install -e
-'.[hub]'`). Any `.jsonl` / `.json` / `.parquet` file with problem and answer fields also works.
-
-Gold answers are normalized on load, per dataset:
-- AIME: integers 0-999, stored with leading zeros in some copies ("025" -> "25");
-- AMC 2023: stored as floats ("27.0" -> "27");
-- GSM8K: a worked solution ending in "#### 1,234" -> "1234";
-- MATH-500, DAPO-Math-17k and local files: the LaTeX answer, stripped; integers as such ("007" -> "7").
-
-DAPO-Math-17k (BytedTsinghua-SIA/DAPO-Math-17k, the DAPO and FIPO training set) stores each problem
-inside its chat prompt, already wrapped in the `dapo` template, with the answer in
-`reward_model.ground_truth`, and repeats its ~17k problems many times: rows are unwrapped to the bare
-problem (the trainer applies the template itself) and repeated problems are kept once.
+A named dataset loads from a data directory (`data_dir` or $FIPO_BENCH_DATA, files named as in
+DATASETS) when one is given, else from the Hugging Face Hub through `datasets` (`pip install -e
+'.[hub]'`). Any `.jsonl` / `.json` / `.parquet` file with problem and answer fields also works. Gold
+answers are normalized on load, per dataset (`normalize_gold`).
 """
 
 from __future__ import annotations
@@ -58,7 +48,12 @@ class DatasetSpec:
 
 
 def unwrap_dapo_math_row(row: dict, where: str) -> dict:
-    """A DAPO-Math-17k row -> {"problem", "answer"}: the problem cut out of its `dapo`-templated prompt."""
+    """A DAPO-Math-17k row -> {"problem", "answer"}: the problem cut out of its `dapo`-templated prompt.
+
+    DAPO-Math-17k (BytedTsinghua-SIA/DAPO-Math-17k, the DAPO and FIPO training set) stores each problem
+    inside its chat prompt, already wrapped in the `dapo` template, with the answer in
+    `reward_model.ground_truth`; the trainer applies the template itself, so rows are unwrapped to the
+    bare problem. The set repeats its ~17k problems many times; repeated problems are kept once."""
     head, _, tail = TEMPLATES["dapo"].partition("{problem}")
     try:
         content = row["prompt"][0]["content"]
@@ -87,7 +82,13 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def normalize_gold(answer: object, kind: str = "latex") -> str:
-    """Canonical gold answer; raises ValueError (with the reason) if it does not fit `kind`."""
+    """Canonical gold answer; raises ValueError (with the reason) if it does not fit `kind`.
+
+    - AIME: integers 0-999, stored with leading zeros in some copies ("025" -> "25");
+    - AMC 2023: stored as floats ("27.0" -> "27");
+    - GSM8K: a worked solution ending in "#### 1,234" -> "1234";
+    - MATH-500, DAPO-Math-17k and local files: the LaTeX answer, stripped; integers as such ("007" -> "7").
+    """
     if answer is None or isinstance(answer, bool):
         raise ValueError(f"expected an answer, got {answer!r}")
     if isinstance(answer, (int, float)):

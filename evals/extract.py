@@ -1,17 +1,7 @@
 """Final-answer extraction, normalization and structure: pure string functions, no sympy, no I/O.
 
-Extraction (`extract_answer`) reads, in this order: the last `Answer:` line (DAPO's reward, verl
-`utils/reward_score/math_dapo.py`, after Minerva, Lewkowycz et al. 2022), the last `\\boxed{}`/`\\fbox{}`
-(several boxes form one answer when the gold has several parts), a sentence "the (final) answer is
-X"; without any of these anchors, what math-verify's extraction would find: the last math segment or
-the last number at the end of the response. Prose around the value ("The final answer is $18$. I
-hope it is correct.", "the number of ways is 25.") is cut away. A box that never closes marks a
-truncated response: no answer. Nor is there one in a final paragraph without an anchor that reads as
-code (`lambda: 0`, `def f(): return 0`, `import os; 0`, `x.__class__`): a value inside a program is no
-final value (math-verify 0.9 grades `lambda: 0` correct against 0; an anchored answer still counts).
-
-Structure (`parse_structure`) splits a normalized answer at its top level into lists (bare, sets,
-tuples, intervals), matrices, `cases` systems and relations; compare.compare_nodes compares them.
+`extract_answer` finds the final answer of a response, `normalize_answer` rewrites its notation to one
+canonical form, and `parse_structure` splits it into lists, matrices and relations for compare.py.
 
 Normalization (`normalize_answer`) only rewrites notation, never meaning. Deviations from DAPO's
 `normalize_final_answer`, each because DAPO's rule silently corrupts answers:
@@ -281,9 +271,14 @@ def _from_answer_line(response: str) -> str | None:
 def extract_answer(response: str, parts: int = 1, anchored: bool = False) -> str | None:
     """The raw final answer of a response; None when there is none (or only an empty one).
 
-    In order: the last `Answer:` line; the last `\\boxed{}`; the last "the answer is X" sentence;
-    then, without any of these anchors (math-verify reads such responses too), the last math segment
-    (`$...$`, `\\[...\\]`) of the final paragraph, or the value of a final sentence "... is X.".
+    In order: the last `Answer:` line (DAPO's reward, verl `utils/reward_score/math_dapo.py`, after
+    Minerva, Lewkowycz et al. 2022); the last `\\boxed{}`/`\\fbox{}`; the last "the (final) answer is X"
+    sentence; then, without any of these anchors (math-verify reads such responses too), the last math
+    segment (`$...$`, `\\[...\\]`) of the final paragraph, or the value of a final sentence "... is X.".
+    Prose around the value ("The final answer is $18$. I hope it is correct.") is cut away. A box that
+    never closes marks a truncated response: no answer. Nor is there one in an unanchored final paragraph
+    that reads as code (`lambda: 0`, `import os; 0`, `x.__class__`): a value inside a program is no final
+    value (math-verify 0.9 grades `lambda: 0` correct against 0; an anchored answer still counts).
     `parts` is how many parts the gold answer has (`answer_parts`): when it is more than one and the
     last box alone holds fewer, the last boxes are joined into one answer (`\\boxed{2}, \\boxed{3}`).
     `anchored` reads only the anchors (the first three).
@@ -557,7 +552,8 @@ def is_lone_variable(text: str) -> bool:
 
 
 def parse_structure(text: str) -> Node:
-    """The top-level structure of a normalized answer (see Node); anything else is an atom."""
+    """The top-level structure of a normalized answer (see Node): lists (bare, sets, tuples, intervals),
+    matrices, `cases` systems and relations; anything else is an atom. compare.compare_nodes compares them."""
     return _parse(text, 0)
 
 

@@ -1,24 +1,9 @@
-"""Evaluation metrics over k samples per problem.
+"""Evaluation metrics over k samples per problem: avg@k, pass@k, cons@k, maj@k, G-Pass@k_tau and
+mG-Pass@k, and a bootstrap CI of avg@k; each function names its source.
 
-- avg@k: mean over problems of the fraction of a problem's samples that are correct (the unbiased
-  estimate of Pass@1 that DAPO and FIPO report as "AIME avg@32");
-- pass@k: Chen et al. 2021 ("Evaluating Large Language Models Trained on Code", eq. 1), the unbiased
-  estimate of the chance that at least one of k samples is correct, from n >= k samples with c correct:
-  1 - C(n-c, k) / C(n, k);
-- cons@k: majority vote over the normalized extracted answers of a problem (samples without an answer
-  do not vote; ties go to the answer that appeared first);
-- maj@k: the same vote among k samples, as the unbiased estimate over every size-k subset of the n
-  samples (not the plug-in vote of the first k): the expected accuracy of a majority vote of k fresh
-  samples, ties split evenly (the expectation of breaking them at random). At k = n it is cons@k except
-  where the vote ties;
-- G-Pass@k_tau and mG-Pass@k: Liu et al. 2024, "Are Your LLMs Capable of Stable Reasoning?" (arXiv
-  2412.13147), exactly as open-compass/GPassK and lighteval compute them: the chance that at least
-  m = max(ceil(k tau), 1) of k samples drawn without replacement from the n are correct (a hypergeometric
-  tail; tau = 0 is pass@k), and mG-Pass@k = (2/k) sum_{i=ceil(k/2)+1}^{k} P(at least i of k correct), so
-  mG-Pass@1 = 0 (an empty sum). One difference: k > n is an error here; the references return 0;
-- a percentile-bootstrap confidence interval of avg@k, resampling problems (how precisely one
-  checkpoint's avg@k is known on this problem set; a comparison of algorithms needs seeds, see
-  fipo_bench.report.stats).
+avg@k is the mean over problems of the fraction of a problem's samples that are correct (the unbiased
+estimate of Pass@1 that DAPO and FIPO report as "AIME avg@32"). One difference from the references
+(open-compass/GPassK, lighteval): k > n is an error here; they return 0.
 """
 
 from __future__ import annotations
@@ -40,7 +25,9 @@ def _check_nck(name: str, n: int, c: int, k: int) -> None:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which c are correct (needs 1 <= k <= n, 0 <= c <= n)."""
+    """Unbiased pass@k from n samples of which c are correct (needs 1 <= k <= n, 0 <= c <= n):
+    1 - C(n-c, k) / C(n, k), the chance that at least one of k samples is correct (Chen et al. 2021,
+    "Evaluating Large Language Models Trained on Code", eq. 1)."""
     _check_nck("pass_at_k", n, c, k)
     if n - c < k:
         return 1.0
@@ -60,7 +47,10 @@ def _at_least(n: int, c: int, k: int, m: int) -> float:
 def g_pass_at_k(n: int, c: int, k: int, tau: float) -> float:
     """G-Pass@k_tau from n samples of which c are correct: P(at least max(ceil(k tau), 1) of k correct).
 
-    The threshold is computed as the references do (ceil of the float product k * tau)."""
+    Liu et al. 2024, "Are Your LLMs Capable of Stable Reasoning?" (arXiv 2412.13147), exactly as
+    open-compass/GPassK and lighteval compute it: a hypergeometric tail over k samples drawn without
+    replacement from the n; tau = 0 is pass@k. The threshold is computed as the references do (ceil of
+    the float product k * tau)."""
     _check_nck("g_pass_at_k", n, c, k)
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"g_pass_at_k needs 0 <= tau <= 1, got {tau}")
@@ -68,7 +58,8 @@ def g_pass_at_k(n: int, c: int, k: int, tau: float) -> float:
 
 
 def mg_pass_at_k(n: int, c: int, k: int) -> float:
-    """mG-Pass@k = (2/k) sum_{i=ceil(k/2)+1}^{k} P(at least i of k correct); 0 for k = 1."""
+    """mG-Pass@k = (2/k) sum_{i=ceil(k/2)+1}^{k} P(at least i of k correct); 0 for k = 1 (an empty sum).
+    Source: as `g_pass_at_k`."""
     _check_nck("mg_pass_at_k", n, c, k)
     return 2.0 * sum(_at_least(n, c, k, i) for i in range(math.ceil(k * 0.5) + 1, k + 1)) / k
 
@@ -76,6 +67,9 @@ def mg_pass_at_k(n: int, c: int, k: int) -> float:
 def maj_at_k(votes: Sequence[tuple[int, bool]], n: int, k: int) -> float:
     """Unbiased maj@k of one problem: the mean, over every size-k subset of its n samples, of the
     subset's majority vote being right (ties: the share of tied answers that are right; no vote: 0).
+    Not the plug-in vote of the first k: the expected accuracy of a majority vote of k fresh samples,
+    ties split evenly (the expectation of breaking them at random). At k = n it is cons@k
+    (`majority_vote`) except where the vote ties.
 
     votes: (count, correct) per distinct normalized answer; the n - sum(counts) other samples have no
     answer and do not vote. Exact: for each right answer j and each count x it gets in the subset, the
@@ -117,7 +111,10 @@ def maj_at_k(votes: Sequence[tuple[int, bool]], n: int, k: int) -> float:
 def bootstrap_ci(
     values: Sequence[float], confidence: float = 0.95, n_boot: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean of `values`."""
+    """Percentile-bootstrap confidence interval of the mean of `values`.
+
+    Over problems, it says how precisely one checkpoint's avg@k is known on this problem set; a
+    comparison of algorithms needs seeds (fipo_bench.report.stats)."""
     import numpy as np
 
     data = np.asarray(values, dtype=np.float64)
@@ -133,7 +130,8 @@ def bootstrap_ci(
 
 
 def majority_vote(answers: Sequence[str | None]) -> str | None:
-    """Most frequent normalized answer (ties: first seen), None when no sample has an answer."""
+    """cons@k's vote: the most frequent normalized answer (ties: first seen; samples without an answer
+    do not vote), None when no sample has an answer."""
     normalized = [normalize_answer(a) for a in answers if a is not None]
     normalized = [a for a in normalized if a]
     if not normalized:

@@ -1,31 +1,11 @@
 """Procedural reasoning tasks from reasoning-gym (`pip install -e '.[tasks]'`), as datasets named
 
-    rg:<task>[?<option>=<value>&...]
+    rg:<task>[?<option>=<value>&...]      e.g. rg:chain_sum?min_terms=2&max_terms=8, rg:countdown?level=1
 
-`<task>` is any task registered in reasoning-gym (chain_sum, countdown, knights_knaves,
-basic_arithmetic, ...). Options are the fields of the task's config dataclass (`min_terms=2`), coerced
-to the field's type (numbers; true/false; none for an optional field; comma-separated values for a
-list or tuple field; `%XX` escapes are decoded, `+` is a plus) and checked by the task's own
-`validate()`. Three options are ours:
-- `seed=N` (default 0): the generator's seed; the same name always gives the same problems;
-- `size=N` (default 1000): how many problems are generated, before the split;
-- `level=N`: the difficulty level of the task's reasoning-gym curriculum (its attributes set with
-  `set_global_level(N)`, ranges inclusive of the easier levels, reasoning-gym's default context);
-  explicit options override the level's values. Without `level`, the task's config defaults apply.
-Examples: `rg:chain_sum`, `rg:chain_sum?min_terms=2&max_terms=8`, `rg:countdown?level=1&seed=3`.
-
-Splits. Each generated problem belongs to one split by the SHA-256 of its question text: one in four
-("eval", about 25 %) is held out, the rest is "train". Since the split depends on the text alone, no
-question of a training set is ever in an evaluation set, whatever the seed, size or level of either.
-Repeated questions are kept once. Problem ids are the generator's indices.
-
-Gold answers are procedural_check.ProceduralGold strings: the generator's answer, carrying the entry
-that its scorer needs (checker.check_answers grades them with it).
-
-`Curriculum` raises a training run's level as it goes (`RunConfig.curriculum`): `{"every": N}` moves up
-one level every N steps; `{"accuracy": A, "window": W}` moves up once the mean training accuracy of the
-last W steps at the current level reaches A. Optional `"max_level"` caps it. Evaluation stays at the
-level the dataset name gives, so its curve is comparable across steps.
+so any generator, at any size and difficulty, can train and evaluate a run without a data file. The
+train/eval split is by question text (`split_of`), so no training question is ever evaluated on; a
+`Curriculum` raises a training run's difficulty level as it goes. Golds are
+procedural_check.ProceduralGold strings, graded by the task's own scorer.
 """
 
 from __future__ import annotations
@@ -104,7 +84,18 @@ class ProceduralSpec:
 
 
 def parse_spec(name: str) -> ProceduralSpec:
-    """Parse and check `rg:<task>?...` against reasoning-gym's registry; ValueError says what is wrong."""
+    """Parse and check `rg:<task>?...` against reasoning-gym's registry; ValueError says what is wrong.
+
+    `<task>` is any task registered in reasoning-gym (chain_sum, countdown, knights_knaves, ...). Options
+    are the fields of the task's config dataclass (`min_terms=2`), coerced to the field's type (numbers;
+    true/false; none for an optional field; comma-separated values for a list or tuple field; `%XX`
+    escapes are decoded, `+` is a plus) and checked by the task's own `validate()`. Three options are ours:
+    - `seed=N` (default 0): the generator's seed; the same name always gives the same problems;
+    - `size=N` (default 1000): how many problems are generated, before the split;
+    - `level=N`: the difficulty level of the task's reasoning-gym curriculum (its attributes set with
+      `set_global_level(N)`, ranges inclusive of the easier levels, reasoning-gym's default context);
+      explicit options override the level's values. Without `level`, the task's config defaults apply.
+    """
     if not is_procedural(name):
         raise ValueError(f"{name!r} is not a procedural dataset name (rg:<task>?option=value&...)")
     _, factory = _reasoning_gym()
@@ -211,7 +202,10 @@ def _guess(text: str) -> Any:
 
 
 def split_of(question: str) -> str:
-    """"eval" for one question in EVAL_ONE_IN (by SHA-256 of its text), else "train"."""
+    """"eval" for one question in EVAL_ONE_IN (by SHA-256 of its text), else "train".
+
+    Since the split depends on the text alone, no question of a training set is ever in an evaluation
+    set, whatever the seed, size or level of either."""
     digest = hashlib.sha256(question.encode("utf-8", "surrogatepass")).digest()
     return "eval" if int.from_bytes(digest[:8], "little") % EVAL_ONE_IN == 0 else "train"
 
@@ -219,7 +213,8 @@ def split_of(question: str) -> str:
 def generate(spec: ProceduralSpec, split: str, *, level: int | None = None,
              limit: int | None = None) -> list:
     """The problems of `split` ("train" or "eval") among the spec's `size` generated ones, in generation
-    order, repeated questions kept once; the first `limit` of them (generation stops there)."""
+    order, repeated questions kept once; the first `limit` of them (generation stops there). Problem ids
+    are the generator's indices."""
     if split not in ("train", "eval"):
         raise ValueError(f"{spec.name}: split must be 'train' or 'eval', got {split!r}")
     reasoning_gym, _ = _reasoning_gym()
@@ -259,7 +254,9 @@ def label(name: str) -> str:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When the curriculum moves up a level (RunConfig.curriculum)."""
+    """When the curriculum moves up a level (RunConfig.curriculum): `{"every": N}` moves up one level
+    every N steps; `{"accuracy": A, "window": W}` moves up once the mean training accuracy of the last W
+    steps at the current level reaches A. Optional `"max_level"` caps it."""
 
     every: int | None = None
     accuracy: float | None = None
@@ -296,8 +293,9 @@ class Schedule:
 
 
 class Curriculum:
-    """The training problems of a run whose difficulty rises (module docstring). The trainer draws
-    problems through it and reports each step's accuracy; its state goes into checkpoints."""
+    """The training problems of a run whose difficulty rises on a `Schedule`. The trainer draws problems
+    through it and reports each step's accuracy; its state goes into checkpoints. Evaluation stays at the
+    level the dataset name gives, so its curve is comparable across steps."""
 
     def __init__(self, spec: ProceduralSpec, schedule: Schedule, *,
                  keep: Callable[[Any], bool] | None = None, limit: int | None = None,

@@ -1,35 +1,13 @@
 """Grading procedural (reasoning-gym) problems: reasoning-gym's own scorer on the extracted answer, in a
 killable worker process with a hard timeout.
 
-Extraction (`extract_procedural_answer`), first found wins: the last `<answer>...</answer>` (the format
-reasoning-gym's own prompts ask for, and the `tags` prompt template); else the last DAPO `Answer:` line
-(the `dapo` template); else the last `\\boxed{}`. A response with none of them has no answer.
-
-Scoring: `score_answer(answer, entry)` of the task's dataset, built with the configuration that
-generated the problem (some scorers read it). reasoning-gym's scores lie in [0, 1] and give partial
-credit (the base class gives len(gold)/len(answer) when the gold is a substring of the answer, so "112"
-scores 0.33 against "12"; countdown gives 0.01 to any wrong expression). The reward is binary, DAPO's
-+1/-1 like every other task of the benchmark, so a response is correct only at full score
-(score == 1.0); the raw score is kept (`CheckResult.score`, the `score` column of generations.jsonl).
-
-Safety. Model output is untrusted, and several reasoning-gym 0.1.25 scorers evaluate it as Python:
-`eval(answer)` (binary_matrix, spiral_matrix, n_queens, string_insertion) or sympy's `parse_expr`,
-which calls eval (countdown, puzzle24, polynomial_multiplication, the integration tasks). So scorers
-run only in a worker process that
-1. has a hard wall-clock timeout per answer: a worker that misses it is killed (verdict "timeout") and
-   a fresh one started;
-2. runs under a 3 GiB address-space limit (a memory bomb fails in the worker, verdict "error");
-3. while a scorer runs, replaces Python's `eval`, `exec` and `compile` with a guard that refuses any
-   source with a double underscore, an attribute access (`.name`), `import`/`lambda`, or a call of any
-   name outside a list of arithmetic and sympy constructors (sympy's `parse_expr` turns `94*4 - 61`
-   into `Integer (94 )*Integer (4 )-Integer (61 )`, which passes; `eval(chr(95)...)`,
-   `__import__('os')` and `open(...)` do not). A refused answer gets the verdict "error" and no score.
-The guard is defence in depth, not a sandbox; the process boundary and limits are the hard part.
-
-A gold answer that is a `ProceduralGold` (a str: the generator's answer, carrying its task, generator
-configuration and whole entry) is graded here; `checker.check_answers` sends such golds to
-`check_procedural`, so the trainer, `fipo-bench eval` and `fipo-bench score` need no special case.
-reasoning-gym is imported only in the worker.
+Model output is untrusted, and several reasoning-gym 0.1.25 scorers evaluate it as Python: `eval(answer)`
+(binary_matrix, spiral_matrix, n_queens, string_insertion) or sympy's `parse_expr`, which calls eval
+(countdown, puzzle24, polynomial_multiplication, the integration tasks). So scorers run only in a worker
+process with a hard wall-clock timeout per answer (killed and restarted: verdict "timeout"), a 3 GiB
+address-space limit (verdict "error"), and a guard on `eval`/`exec`/`compile` (`refusal`). The guard is
+defence in depth, not a sandbox; the process boundary and limits are the hard part. reasoning-gym is
+imported only in the worker.
 """
 
 from __future__ import annotations
@@ -60,7 +38,10 @@ _ANSWER_LINE = re.compile(r"^[ \t*#_]*answer[ \t*_]*:[ \t]*([^\n]*)", re.IGNOREC
 
 class ProceduralGold(str):
     """A gold answer that knows how it is graded: the generator's answer as the string value, plus the
-    reasoning-gym task name, the generator configuration and the whole generated entry."""
+    reasoning-gym task name, the generator configuration and the whole generated entry.
+
+    `checker.check_answers` sends such golds to `check_procedural`, so the trainer, `fipo-bench eval` and
+    `fipo-bench score` need no special case."""
 
     task: str
     config: dict[str, Any]
@@ -77,7 +58,8 @@ class ProceduralGold(str):
 
 
 def extract_procedural_answer(response: str) -> str | None:
-    """The final answer of a response: last `<answer>` tags, else last `Answer:` line, else last
+    """The final answer of a response: last `<answer>` tags (the format reasoning-gym's own prompts ask
+    for, and the `tags` prompt template), else last DAPO `Answer:` line (the `dapo` template), else last
     `\\boxed{}`; None when there is none (or it is empty or longer than MAX_ANSWER_CHARS)."""
     if not isinstance(response, str):
         return None
@@ -101,7 +83,13 @@ def extract_procedural_answer(response: str) -> str | None:
 
 
 def is_correct(score: float | None) -> bool:
-    """The binary reward's view of a score: only full marks count (see the module docstring)."""
+    """The binary reward's view of a score: only full marks count.
+
+    reasoning-gym's scores lie in [0, 1] and give partial credit (the base class gives
+    len(gold)/len(answer) when the gold is a substring of the answer, so "112" scores 0.33 against "12";
+    countdown gives 0.01 to any wrong expression). The reward is binary, DAPO's +1/-1 like every other
+    task of the benchmark, so a response is correct only at score == 1.0; the raw score is kept
+    (`CheckResult.score`, the `score` column of generations.jsonl)."""
     return score is not None and score == 1.0
 
 
@@ -117,7 +105,9 @@ class ProceduralResult(NamedTuple):
 
 def check_procedural(responses: Sequence[str], golds: Sequence[ProceduralGold],
                      timeout: float = 5.0) -> list[ProceduralResult]:
-    """Grade responses against procedural golds with each task's own scorer."""
+    """Grade responses against procedural golds with each task's own scorer: `score_answer(answer,
+    entry)` of the task's dataset, built with the configuration that generated the problem (some scorers
+    read it)."""
     results = []
     for response, gold in zip(responses, golds, strict=True):
         if not isinstance(response, str):
@@ -249,7 +239,12 @@ _SYMPY_PRELUDE = "from sympy import *"  # what sympy's parse_expr runs to fill i
 
 
 def refusal(source: object) -> str | None:
-    """Why the guard refuses to evaluate `source` (None: it may run)."""
+    """Why the guard refuses to evaluate `source` (None: it may run).
+
+    Refused: a double underscore, an attribute access (`.name`), `import`/`lambda`, or a call of any name
+    outside ALLOWED_CALLS (arithmetic and sympy constructors). sympy's `parse_expr` turns `94*4 - 61` into
+    `Integer (94 )*Integer (4 )-Integer (61 )`, which passes; `eval(chr(95)...)`, `__import__('os')` and
+    `open(...)` do not. A refused answer gets the verdict "error" and no score."""
     if not isinstance(source, str):  # a code object: compiled through the guarded compile
         return None
     if source.strip() == _SYMPY_PRELUDE:

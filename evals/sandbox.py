@@ -1,26 +1,9 @@
 """The sandbox for symbolic answer checks: killable worker processes with a hard wall-clock timeout.
 
-Why processes: sympy can run for minutes or exhaust memory on a crafted answer (`9^{9^{9^9}}`), a
-thread cannot be stopped, and math-verify's own timeout uses SIGALRM, which only works in the main
-thread and cannot interrupt a long C-level integer power. A worker that misses its deadline is killed
-and the caller gets the verdict "timeout" at the deadline. Workers are forks of a zygote process that
-imported sympy once (_Zygote), so a replacement costs milliseconds, not a second of CPU taken from the
-live workers. What a worker computes is symbolic.symbolic_equal; this module is only the plumbing.
-
-Why it is safe (model output never reaches Python's eval):
-1. only LaTeX parsing is used (symbolic.py), never sympy's `parse_expr`;
-2. tripwire: in the worker, `sympy.parsing.sympy_parser.parse_expr` (which `sympify` of a string also
-   calls) is replaced by a guard that passes only a decimal literal or a bare name (latex2sympy
-   converts its NUMBER tokens with `sympy.Number(text)`) and raises on anything else, so a future
-   library change that routed answer text to it would make the check fail, not evaluate anything;
-3. the caller only sends answers that passed a character whitelist and a length cap (checker.py);
-4. the worker runs under a 3 GiB address-space limit (a memory bomb becomes a MemoryError, verdict
-   "error") and in its own session (a terminal's Ctrl-C reaches only the parent); when the parent
-   closes the pool or dies, the zygote kills its workers and exits.
-
-Protocol: one JSON object per line each way on a socket per worker (ASCII-escaped, so lone surrogates
-survive). The worker first writes {"ready": true}; then for each {"pred", "gold"} it answers
-{"equal": bool} or {"error": str}.
+sympy can run for minutes or exhaust memory on a crafted answer (`9^{9^{9^9}}`), and a thread cannot be
+stopped, so each check runs in a worker process that is killed when it misses its deadline (verdict
+"timeout"). What a worker computes is symbolic.symbolic_equal; this module is only the plumbing and the
+guards that keep model output away from Python's eval (`SymbolicPool` lists them).
 """
 
 from __future__ import annotations
@@ -142,7 +125,11 @@ class _Zygote:
 
 
 class _Worker:
-    """One worker (a fork of the zygote) and its line-based socket protocol."""
+    """One worker (a fork of the zygote) and its line-based socket protocol.
+
+    One JSON object per line each way on a socket per worker (ASCII-escaped, so lone surrogates
+    survive). The worker first writes {"ready": true}; then for each {"pred", "gold"} it answers
+    {"equal": bool} or {"error": str}."""
 
     def __init__(self, zygote: _Zygote) -> None:
         self.channel, remote = socket.socketpair()
@@ -222,7 +209,24 @@ class _Worker:
 
 
 class SymbolicPool:
-    """Thread-safe pool of symbolic workers; grows on demand up to `max_workers`."""
+    """Thread-safe pool of symbolic workers; grows on demand up to `max_workers`.
+
+    Processes, not threads or signals: a thread cannot be stopped, and math-verify's own timeout uses
+    SIGALRM, which only works in the main thread and cannot interrupt a long C-level integer power. A
+    worker that misses its deadline is killed and the caller gets "timeout" at the deadline; workers are
+    forks of a zygote (_Zygote), so a replacement costs milliseconds.
+
+    Why it is safe (model output never reaches Python's eval):
+    1. only LaTeX parsing is used (symbolic.py), never sympy's `parse_expr`;
+    2. tripwire: in the worker, `sympy.parsing.sympy_parser.parse_expr` (which `sympify` of a string
+       also calls) is replaced by a guard that passes only a decimal literal or a bare name (latex2sympy
+       converts its NUMBER tokens with `sympy.Number(text)`) and raises on anything else, so a library
+       change that routed answer text to it would make the check fail, not evaluate anything;
+    3. the caller only sends answers that passed a character whitelist and a length cap (checker.py);
+    4. the worker runs under a 3 GiB address-space limit (a memory bomb becomes a MemoryError, verdict
+       "error") and in its own session (a terminal's Ctrl-C reaches only the parent); when the parent
+       closes the pool or dies, the zygote kills its workers and exits.
+    """
 
     def __init__(self, max_workers: int) -> None:
         self.max_workers = max(1, max_workers)

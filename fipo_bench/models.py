@@ -3,23 +3,9 @@ stop tokens and its prompt encoding. The one place that does this for the local 
 data preparation and the transformers path of `fipo-bench eval`, so all of them load the same way.
 
 A model is named by a Hugging Face model directory (config.json), a Hub id (org/name), a GGUF file,
-or a directory holding one GGUF file and no config.json. A GGUF file is converted once into an
-ordinary HF directory in the cache (`$FIPO_BENCH_CACHE`, keyed by the file's content hash and the
-transformers version): weights dequantized to float32, tokenizer and chat template from the GGUF
-metadata, the stop tokens below written into generation_config.json. Every caller then sees a plain
-HF directory, and so do checkpoints trained from it and vLLM. Why not `from_pretrained(gguf_file=)`
-at every load: transformers parses the GGUF metadata in Python, three times per model + tokenizer
-load (~20-60 s for a 135M model on 2 cores, against ~1 s for safetensors); a model loaded that way
-keeps its GGUF quantizer and refuses `save_pretrained`; and vLLM given the GGUF would run the
-quantized weights, not the float32 ones training starts from.
-
-Stop tokens: the tokenizer's EOS, the generation config's EOS ids, and the chat template's
-end-of-turn token when the template writes one (ChatML's `<|im_end|>`, ...): prompts are wrapped in
-the chat template whenever the tokenizer has one (fipo_bench.evals.format_prompt), so the response is
-an assistant turn and ends with that token even where the base model's EOS is another one
-(Qwen2.5 base: EOS `<|endoftext|>`, turns end with `<|im_end|>`).
-
-transformers is imported inside the functions.
+or a directory holding one GGUF file and no config.json; a GGUF is converted once into a cached HF
+directory (`resolve_model`), so every caller sees a plain HF directory. transformers is imported
+inside the functions.
 """
 
 from __future__ import annotations
@@ -119,7 +105,14 @@ def resolve_model(name: str, cache_dir: str | Path | None = None) -> str:
 
 
 def converted_gguf(gguf: Path, cache_dir: str | Path | None = None) -> Path:
-    """The cached HF directory converted from `gguf`, converting it first if it is not there."""
+    """The cached HF directory converted from `gguf`, converting it first if it is not there.
+
+    Keyed by the file's content hash and the transformers version, in `$FIPO_BENCH_CACHE`. Checkpoints
+    trained from it and vLLM then see a plain HF directory too. Why not `from_pretrained(gguf_file=)` at
+    every load: transformers parses the GGUF metadata in Python, three times per model + tokenizer load
+    (~20-60 s for a 135M model on 2 cores, against ~1 s for safetensors); a model loaded that way keeps
+    its GGUF quantizer and refuses `save_pretrained`; and vLLM given the GGUF would run the quantized
+    weights, not the float32 ones training starts from."""
     import transformers
 
     from fipo_bench.tiny import default_cache_dir
@@ -140,7 +133,8 @@ def converted_gguf(gguf: Path, cache_dir: str | Path | None = None) -> Path:
 
 
 def convert_gguf(gguf: Path, out_dir: Path) -> None:
-    """Write `gguf` as an ordinary HF directory: float32 weights, its tokenizer and chat template."""
+    """Write `gguf` as an ordinary HF directory: float32 weights (dequantized), its tokenizer and chat
+    template from the GGUF metadata, and `stop_token_ids` in generation_config.json."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -189,7 +183,13 @@ def load_model(name: str, dtype=None):
 
 
 def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
-    """Sorted ids that end a response (see the module docstring); at least one, or ValueError."""
+    """Sorted ids that end a response; at least one, or ValueError.
+
+    The tokenizer's EOS, the generation config's EOS ids, and the chat template's end-of-turn token when
+    the template writes one (ChatML's `<|im_end|>`, ...): prompts are wrapped in the chat template
+    whenever the tokenizer has one (fipo_bench.evals.format_prompt), so the response is an assistant turn
+    and ends with that token even where the base model's EOS is another one (Qwen2.5 base: EOS
+    `<|endoftext|>`, turns end with `<|im_end|>`)."""
     ids: set[int] = set()
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)

@@ -1,5 +1,6 @@
 """Tensor ops shared by every algorithm: masked reductions, per-group statistics, whitening, loss
-aggregation and the linear-time discounted reverse scan behind FIPO's Future-KL and REINFORCE++'s returns.
+aggregation, the linear-time discounted reverse scan behind FIPO's Future-KL and REINFORCE++'s returns, and
+the reverse scan of a linear recurrence behind GAE.
 
 Conventions: `mask[N, T]` marks response tokens (bool or 0/1 float); values outside it are ignored even
 when they are inf/NaN. Aggregation modes follow verl's names (`loss_agg_mode`); "seq-mean-token-sum-norm"
@@ -87,27 +88,35 @@ def group_sum(values: Tensor, group_ids: Tensor) -> Tensor:
     return values.new_zeros(counts.shape[0]).index_add(0, group_of, values)[group_of]
 
 
-def masked_whiten(values: Tensor, mask: Tensor, unbiased: bool) -> Tensor:
+def masked_whiten(values: Tensor, mask: Tensor, unbiased: bool, count_eps: float = 0.0) -> Tensor:
     """(values - mean) / std over the `mask` entries of the whole tensor, 0 outside the mask.
 
     unbiased=False: biased variance, std = sqrt(max(var, 1e-8)) (OpenRLHF's advantage whitening);
     unbiased=True: Bessel-corrected variance, std = sqrt(var + 1e-8) (verl's `masked_whiten`). With fewer
-    than two entries the unbiased variance is taken as 0 (verl raises).
+    than two entries the result is 0 (verl raises). count_eps is added to the entry
+    count in both means, as verl's `masked_mean` adds 1e-8 (pass 1e-8 to agree with verl to rounding; the
+    difference is a relative 1e-8 / count).
     """
     keep = mask.bool()
-    count = torch.count_nonzero(keep)
-    mean = masked_sum(values, keep) / count.clamp_min(1)
+    count = torch.count_nonzero(keep).to(values.dtype)  # in values' dtype, so count_eps is not rounded away
+    mean = masked_sum(values, keep) / (count.clamp_min(1) + count_eps)
     centered = torch.where(keep, values - mean, values.new_zeros(()))
     if unbiased:
-        var = (centered * centered).sum() / (count - 1).clamp_min(1)
-        scale = torch.rsqrt(var + 1e-8)
+        squares = (centered * centered).sum()
+        if count_eps:  # verl: mean of squares over (count + eps), times the Bessel factor count / (count - 1)
+            var = squares / (count + count_eps) * (count / (count - 1).clamp_min(1))
+        else:
+            var = squares / (count - 1).clamp_min(1)
+        # a single entry whitens to 0 (with count_eps its mean would not be exactly itself)
+        scale = torch.where(count > 1, torch.rsqrt(var + 1e-8), 0.0)
     else:
-        var = (centered * centered).sum() / count.clamp_min(1)
+        var = (centered * centered).sum() / (count.clamp_min(1) + count_eps)
         scale = torch.rsqrt(var.clamp_min(1e-8))
     return centered * scale
 
 
-def aggregate(values: Tensor, mask: Tensor, mode: str, num_tokens_norm: float | None = None) -> Tensor:
+def aggregate(values: Tensor, mask: Tensor, mode: str, num_tokens_norm: float | None = None,
+              count_eps: float = 0.0) -> Tensor:
     """Reduce per-token `values[N, T]` over `mask[N, T]` to a 0-dim loss.
 
     - "token-mean": mean over every masked token of the batch (DAPO).
@@ -115,7 +124,8 @@ def aggregate(values: Tensor, mask: Tensor, mode: str, num_tokens_norm: float | 
     - "seq-mean-token-sum": sum over each sequence's tokens, then mean over sequences.
     - "seq-mean-token-sum-norm": token sum divided by the constant `num_tokens_norm` (default T, which
       padding changes: pass the maximum response length to make it constant), then mean over sequences.
-    Sequence means count only sequences with at least one masked token.
+    Sequence means count only sequences with at least one masked token. count_eps is added to each
+    sequence's token count in "seq-mean-token-mean" (verl's agg_loss adds 1e-8).
     """
     if values.shape != mask.shape or values.dim() != 2:
         raise ValueError(f"values and mask must both be [N, T]; got {tuple(values.shape)} and "
@@ -125,7 +135,7 @@ def aggregate(values: Tensor, mask: Tensor, mode: str, num_tokens_norm: float | 
     token_sum = masked_sum(values, mask, dim=-1)  # [N]
     token_count = torch.count_nonzero(mask, dim=-1)  # [N]
     if mode == "seq-mean-token-mean":
-        per_sequence = token_sum / token_count.clamp_min(1)
+        per_sequence = token_sum / (token_count.to(values.dtype).clamp_min(1) + count_eps)
     elif mode == "seq-mean-token-sum":
         per_sequence = token_sum
     elif mode == "seq-mean-token-sum-norm":
@@ -210,3 +220,24 @@ def _scan_constants(chunk: int, num_chunks: int, log_gamma: float, dtype: torch.
         next_decay = torch.where(lag >= 0, torch.exp(lag.clamp_min(0) * (chunk * log_gamma)), 0.0)
         return (torch.exp(position * log_gamma), torch.exp(-position * log_gamma),
                 torch.exp((chunk - position) * log_gamma), next_decay)
+
+
+def linear_reverse_scan(values: Tensor, decay: Tensor) -> Tensor:
+    """y_t = values_t + decay_t * y_{t+1} along the last dimension, y past the end = 0.
+
+    values[..., T], decay broadcastable to it (per token, per row or a scalar tensor; any values, 0
+    included) -> y[..., T]. The recurrence of GAE (decay = gamma * lambda) with per-response lambdas.
+    A log-depth (Hillis-Steele) scan: after the pass with stride s, y_t holds the recurrence over
+    [t, t + 2s) and a_t the product of the decays there; ceil(log2 T) passes of O(N T) vectorised work,
+    no division by a decay (so decay 0 and underflow are exact), no Python loop over tokens.
+    """
+    y = values if values.dtype in (torch.float32, torch.float64) else values.float()
+    a = torch.broadcast_to(decay.to(y.dtype), y.shape)
+    length = y.shape[-1]
+    stride = 1
+    while stride < length:
+        y = torch.cat([torch.addcmul(y[..., :-stride], a[..., :-stride], y[..., stride:]),
+                       y[..., -stride:]], dim=-1)
+        a = torch.cat([a[..., :-stride] * a[..., stride:], a[..., -stride:]], dim=-1)
+        stride *= 2
+    return y

@@ -8,10 +8,6 @@ Three ways in, all equivalent once loaded:
   point's name);
 - `register_variant("name", base, **defaults)`: a published setting of an existing algorithm under its
   own name (e.g. "fipo-7b"), a subclass that differs only in defaults.
-
-Lookups validate keyword overrides against the dataclass fields (fipo_bench.coerce, the same rules as
-the run configuration's): an unknown key or a value of the wrong type raises an error naming the
-field; a renamed hyperparameter's old name still works, with a warning, for one release.
 """
 
 from __future__ import annotations
@@ -144,8 +140,10 @@ def _discover() -> None:
 
 
 def _validated(cls: type[RegisteredAlgorithm], overrides: dict[str, Any], context: str) -> dict[str, Any]:
-    """Check `overrides` against `cls`'s init fields (fipo_bench.coerce); returns them converted (ints
-    for float fields), renamed hyperparameters under their new names."""
+    """Check `overrides` against `cls`'s init fields (fipo_bench.coerce, the same rules as the run
+    configuration's); returns them converted (ints for float fields), renamed hyperparameters under their
+    new names. An unknown key or a value of the wrong type raises an error naming the field; a renamed
+    hyperparameter's old name still works, with a warning, for one release."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     checked = {}

@@ -3,7 +3,8 @@ report reads through it, so no other module knows a file name of a run directory
 
     results/<run>/                 one matrix: run.json, .lock, <algo>-seed<k>/ per run, report/
     results/<run>/<algo>-seed<k>/  one run: config.json, status.json, metrics.jsonl, evals.jsonl, eval/,
-                                   checkpoints/step-<N>/, .lock
+                                   checkpoints/step-<N>/, .lock; value_pretrain.jsonl (algorithms
+                                   with a critic and value pretraining)
 
 Writes are atomic or append-only (fipo_bench.io). A process that writes a directory holds its `.lock`
 (an advisory `flock`, released by the kernel when the process dies, so kill -9 leaves no stale lock); a
@@ -39,8 +40,10 @@ RUN_DIR_PATTERN = re.compile(r"^(?P<algo>.+)-seed(?P<seed>\d+)$")
 STEP_DIR_PATTERN = re.compile(r"^step-(?P<step>\d+)$")
 LOCK_FILE = ".lock"
 TRAINER_STATE = "trainer_state.pt"
+CRITIC_DIR, CRITIC_WEIGHTS, CRITIC_OPTIMIZER = "critic", "model.safetensors", "optimizer.pt"
+"""checkpoints/step-N/critic/ of an algorithm with a critic: its weights and its optimizer state."""
 """Optimizer + schedule state inside a local checkpoint: a checkpoint is a resume point only with it."""
-TIMING_FIELDS = frozenset({"tokens_per_s", "gen_tokens_per_s", "gen_time_s", "step_time_s"})
+TIMING_FIELDS = frozenset({"tokens_per_s", "gen_tokens_per_s", "gen_time_s", "step_time_s", "critic_time_s"})
 """metrics.jsonl fields that hold wall-clock measurements: the only ones two identical runs differ in."""
 # config.json keys that may differ between an interrupted run and its resumption.
 _NOT_COMPARED = ("base_checkpoint",)
@@ -304,6 +307,15 @@ class RunDir:
         """metrics.jsonl as a whole (a backend that reads every step back from its trainer's logs)."""
         write_jsonl(self.metrics_path, [json_safe(row) for row in rows])
 
+    @property
+    def value_pretrain_path(self) -> Path:
+        return self.path / "value_pretrain.jsonl"
+
+    def write_value_pretrain(self, rows: list[dict]) -> None:
+        """value_pretrain.jsonl: one line per critic-only step before step 1 (written whole, so a run that
+        restarts from step 0 replaces it)."""
+        write_jsonl(self.value_pretrain_path, [json_safe(row) for row in rows])
+
     def last_logged_step(self) -> int:
         """The last step in metrics.jsonl (0 before the first)."""
         if not self.metrics_path.exists():
@@ -383,6 +395,7 @@ class RunDir:
     def drop_resume_state(self, step: int) -> None:
         """A completed run's final checkpoint keeps the model, not the optimizer state only resume needs."""
         (self.checkpoint(step) / TRAINER_STATE).unlink(missing_ok=True)
+        (self.checkpoint(step) / CRITIC_DIR / CRITIC_OPTIMIZER).unlink(missing_ok=True)
 
 
 def write_eval(run_dir: Path, step: int, dataset: str, rows: list[dict], summary: dict) -> dict:

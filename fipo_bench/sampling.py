@@ -1,15 +1,7 @@
 """Batched autoregressive sampling with a KV cache that also returns the policy's log-probs.
 
 The one sampler of the project: the local trainer's rollouts and the transformers path of
-`fipo-bench eval` both call `sample`.
-
-One prefill over the left-padded prompts, then one single-token forward per step for the whole batch
-(the per-step Python work is a handful of tensor ops, no per-sequence loops). Rows that emitted EOS
-are dropped from the batch and the KV cache once they are an eighth of it, so the cost follows the
-tokens actually generated rather than batch x longest response; the loop stops when every row is
-done. The log-prob returned for each sampled token is under the policy at the sampling
-temperature *before* top-p truncation, which is what the trainer's forward pass recomputes (the PPO
-ratio compares the same distribution); entropy likewise.
+`fipo-bench eval` both call `sample`, so both see the same log-probs the trainer recomputes.
 """
 
 from __future__ import annotations
@@ -80,6 +72,13 @@ def sample(
     `eos_token_id`: one id or several (a model's generation config may list more than its tokenizer).
     `generator`: one for the whole batch, or one per prompt, so that each row's sample depends only on
     its own generator and not on which other prompts share the batch (evaluation seeds per sample).
+
+    One prefill over the left-padded prompts, then one single-token forward per step for the whole batch
+    (no per-sequence loops). Rows that emitted EOS are dropped from the batch and the KV cache once they
+    are an eighth of it, so the cost follows the tokens actually generated rather than batch x longest
+    response; the loop stops when every row is done. The log-prob returned for each sampled token is
+    under the policy at the sampling temperature *before* top-p truncation, which is what the trainer's
+    forward pass recomputes (the PPO ratio compares the same distribution); entropy likewise.
     """
     device = next(model.parameters()).device
     per_row_generators = isinstance(generator, Sequence)

@@ -687,32 +687,27 @@ def test_token_loss_contract_dtypes_and_empty_batches(name):
 
 
 def test_local_trainer_hands_the_mask_to_the_estimator_and_keeps_per_token_advantages():
-    """The local backend's rollout assembly (no model needed): alg.advantages gets the response mask, and
-    per-token advantages follow the rows when a sub-batch is trimmed to its longest response."""
-    from fipo_bench.backends.local.trainer import LocalTrainer
+    """The local backend's score and advantage phases (no model needed): alg.advantages gets the response
+    mask, and per-token advantages follow the rows when a sub-batch is trimmed to its longest response."""
+    from fipo_bench.backends.local.trainer import Group, LocalTrainer
     from fipo_bench.config import build_config
 
-    trainer = LocalTrainer.__new__(LocalTrainer)  # only what _assemble reads
+    trainer = LocalTrainer.__new__(LocalTrainer)  # only what score and estimate_advantages read
     trainer.cfg = build_config(
         "tiny", options={"algos": "reinforce++"}, sets=["recompute_old_logp=false", "samples_per_prompt=2"]
     )
     trainer.alg = get_algorithm("reinforce++", gamma=0.5)
-    trainer.pad_id, trainer.device = 0, torch.device("cpu")
+    trainer.pad_id, trainer.device, trainer.critic = 0, torch.device("cpu"), None
 
     def group(lengths, correct):
         width = max(lengths)
         mask = (torch.arange(width)[None] < torch.tensor(lengths)[:, None]).float()
-        return {
-            "prompt_ids": torch.ones(2, 3, dtype=torch.long),
-            "prompt_mask": torch.ones(2, 3),
-            "response_ids": torch.ones(2, width, dtype=torch.long),
-            "mask": mask,
-            "logp": -mask,
-            "correct": torch.tensor(correct),
-            "lengths": torch.tensor(lengths),
-        }
+        return Group(prompt_ids=torch.ones(2, 3, dtype=torch.long), prompt_mask=torch.ones(2, 3),
+                     response_ids=torch.ones(2, width, dtype=torch.long), mask=mask, logp=-mask,
+                     correct=torch.tensor(correct), lengths=torch.tensor(lengths))
 
-    rollout = trainer._assemble([group([3, 1], [True, False]), group([2, 5], [False, True])])
+    rollout = trainer.score([group([3, 1], [True, False]), group([2, 5], [False, True])])
+    trainer.estimate_advantages(rollout)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])
     expected = trainer.alg.advantages(torch.tensor([1.0, -1, -1, 1]), torch.tensor([0, 0, 1, 1]), mask=mask)
     torch.testing.assert_close(rollout.advantages, expected)

@@ -129,8 +129,8 @@ def _code_tokens(path: Path):
 def test_trainer_code_never_names_an_algorithm():
     names = set(list_algorithms())
     assert {"grpo", "dapo", "fipo"} <= names
-    for module in ("fipo_bench/backends/local/trainer.py", "fipo_bench/sampling.py",
-                   "fipo_bench/backends/local/matrix.py"):
+    for module in ("fipo_bench/backends/local/trainer.py", "fipo_bench/backends/local/critic.py",
+                   "fipo_bench/sampling.py", "fipo_bench/backends/local/matrix.py"):
         for tok in _code_tokens(REPO / module):
             text = tok.string.strip("'\"").lower() if tok.type == tokenize.STRING else tok.string.lower()
             assert text not in names, f"{module}:{tok.start[0]} names algorithm {tok.string}"
@@ -199,7 +199,8 @@ def test_recompute_pass_runs_the_training_pass_buckets(random_base, monkeypatch)
         captured.setdefault("old", []).append(old)
         return (logp * mask).sum() * 0, {}
 
-    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean"))
+    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean",
+                                                        needs_correctness=False))
     rollout.old_logp = old_logp
     trainer.backward_mini_batch(rollout, torch.arange(len(rollout.advantages)))
     assert shapes == recompute_shapes and len(shapes) == 5  # micro-batches of 20, 12: buckets 8+8+4, 8+4
@@ -221,10 +222,7 @@ def test_recomputed_old_logp_is_the_policy_before_the_first_update(random_base, 
     forward_logp = trainer._forward_logp
     monkeypatch.setattr(trainer, "_forward_logp",
                         lambda model, r, rows=None: passes.append(rows) or forward_logp(model, r, rows))
-    trainer._recompute_old_logp(rollout)
-    assert [rows.tolist() for rows in passes] == [list(range(16, 32))]  # the second update's rows only
-
-    micro_rows, losses = [], []  # one micro-batch per update here: the two lists pair up
+    micro_rows, losses = [], []  # one micro-batch per pass here
     micro_batches, dapo = trainer._length_sorted_micro_batches, trainer.alg
 
     def recording_micro_batches(r, rows):
@@ -236,9 +234,14 @@ def test_recomputed_old_logp_is_the_policy_before_the_first_update(random_base, 
         return dapo.policy_loss(logp, old, *rest)
 
     monkeypatch.setattr(trainer, "_length_sorted_micro_batches", recording_micro_batches)
-    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean"))
-    trainer._update(rollout)
-    assert [sorted(rows.tolist()) for rows in micro_rows] == [list(range(16)), list(range(16, 32))]
+    monkeypatch.setattr(trainer, "alg", SimpleNamespace(policy_loss=policy_loss, loss_agg="token-mean",
+                                                        needs_correctness=False))
+    trainer.update(rollout)
+    assert [rows.tolist() for rows in passes] == [list(range(16, 32))]  # the second update's rows only
+    # The no-grad pass, then the two updates (the policy-loss calls pair up with these).
+    assert [sorted(rows.tolist()) for rows in micro_rows] == [list(range(16, 32)), list(range(16)),
+                                                             list(range(16, 32))]
+    micro_rows = micro_rows[1:]
     assert torch.equal(losses[0][0], losses[0][1])  # the first update is exactly on-policy
     assert not torch.allclose(losses[1][0], losses[1][1], atol=1e-3)  # the policy moved in between
     for rows, (_, old) in zip(micro_rows, losses, strict=True):

@@ -1,11 +1,12 @@
-"""`fipo-bench run --backend openrlhf --algos grpo,dapo,fipo` end to end on CPU: OpenRLHF 0.11.2's real
-trainer (train_ppo_ray, PPOTrainer.fit, its experience maker, replay buffer, checkpoints, tensorboard),
+"""`fipo-bench run --backend openrlhf --algos grpo,dapo,fipo,ppo` end to end on CPU: OpenRLHF 0.11.2's real
+trainer (train_ppo_ray, PPOTrainer.fit, its experience maker, replay buffer, checkpoints, tensorboard, and
+for PPO its critic actor, a value head on the base model trained by DeepSpeed beside the actor),
 real Ray (a local head per job, told it has GPUs), real DeepSpeed (CPU accelerator, gloo, ZeRO-2 bf16),
 real vLLM rollout engines (vLLM's CPU build), and our launcher, driver, plugin and reward file, on the
 built-in tiny base model. Only CUDA calls and the weight sync into vLLM are replaced, by test support
 code chained before our plugin (tests/support/openrlhf_cpu.py, which lists each with OpenRLHF's line).
 
-One command trains all three algorithms (2 steps each, 4 prompts x 4 samples); each test checks one.
+One command trains all four algorithms (2 steps each, 4 prompts x 4 samples); each test checks one.
 
 That the engines compute with the trained weights after a sync is checked by what they compute (their
 log-probabilities of fixed sequences against transformers on the saved checkpoint), not by their
@@ -41,7 +42,10 @@ SUPPORT = Path(__file__).resolve().parent / "support"
 # their log-probabilities of the probes differ by up to 0.07, 0.011 on average (this test's three step-2
 # checkpoints, on a CPU with avx512_bf16); two steps of training move them by 0.08-0.09 on average.
 BF16_LOGPROB_TOLERANCE = 0.15
-ALGOS = ("grpo", "dapo", "fipo")
+ALGOS = ("grpo", "dapo", "fipo", "ppo")
+# What the plugin's critic path logs (algorithms/ppo.py CRITIC_METRICS) and OpenRLHF's critic actor adds
+CRITIC_KEYS = {"value_loss", "value_clip_frac", "explained_variance", "value_mean", "return_mean",
+               "advantage_raw_mean", "advantage_raw_std", "critic_lr", "critic_grad_norm"}
 STEPS = 2
 TIMEOUT_S = 1500  # the whole command; a hang (Ray waiting for resources, a lost collective) ends here
 # The micro task and model of tests/test_runner.py (same recipe: one warm-up serves both in a session),
@@ -68,7 +72,7 @@ def cpu_environment(ray_tmp: Path, engine_dump: Path) -> dict[str, str]:
         "FIPO_BENCH_OPENRLHF_SETUP_HOOK": "openrlhf_cpu.setup_worker",
         "FIPO_BENCH_CPU_ENGINE_DUMP": str(engine_dump),
         # One actor GPU, one vLLM engine on its own "GPU" (sleep mode, which colocating needs, is
-        # GPU-only in vLLM), and a reference model's GPU for GRPO: Ray is told it has 3.
+        # GPU-only in vLLM), and a reference model's GPU for GRPO or a critic's for PPO: Ray is told it has 3.
         "FIPO_BENCH_OPENRLHF_GPUS_PER_NODE": "1",
         "FIPO_BENCH_OPENRLHF_VLLM_ENGINES": "1",
         "FIPO_BENCH_OPENRLHF_COLOCATE": "0",
@@ -213,8 +217,16 @@ def test_openrlhf_e2e(algo, e2e):
     for row in metrics:
         assert row["rollout/num_samples"] > 0 and row["timing/ppo_train"] > 0 and row["lr"] > 0
         # ... our loss ran in the training workers (OpenRLHF's PolicyLoss has no clip_frac_high) and our
-        # advantages in the PPOTrainer actor (group_reward_std is only set by the plugin's advantages),
-        assert {"clip_frac_high", "clip_frac_low", "ppo_kl", "group_reward_std"} <= set(row), sorted(row)
+        # advantages in the PPOTrainer actor (group_reward_std is only set by the plugin's group advantages;
+        # the critic metrics only by its GAE from the critic's values, and value_clip_frac only by our value
+        # loss inside OpenRLHF's critic actor),
+        assert {"clip_frac_high", "clip_frac_low", "ppo_kl"} <= set(row), sorted(row)
+        if algo == "ppo":
+            assert set(row) >= CRITIC_KEYS and "group_reward_std" not in row, sorted(row)
+            assert 0.0 <= row["value_clip_frac"] <= 1.0 and row["value_loss"] > 0 and row["critic_lr"] > 0
+            assert row["critic_grad_norm"] > 0 and row["advantage_raw_std"] > 0
+        else:
+            assert "group_reward_std" in row and not CRITIC_KEYS & set(row), sorted(row)
         assert ("weight_mean" in row) == (algo == "fipo")  # FIPO's Future-KL weights, FIPO only
         assert (row["kl"] > 0) == (algo == "grpo")  # against the reference model: GRPO's only
         # ... and every step ended in an optimizer step (the gradient of a kept group is not zero).

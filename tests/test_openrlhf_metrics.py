@@ -44,6 +44,8 @@ def test_metrics_rows_rename_openrlhf_keys_and_keep_a_resumed_runs_latest_values
         "clip_frac_high": 0.01,
         "weight_mean": 1.05,
         "ppo_clip_ratio": 0.02,
+        "critic_loss": 0.125,
+        "value_clip_frac": 0.25,
     }
     log_with_openrlhf(tmp_path, {1: step, 2: {**step, "reward": 0.5}})
     log_with_openrlhf(tmp_path, {2: {**step, "reward": 0.75}, 3: step})  # resumed from step 1: step 2 again
@@ -62,6 +64,7 @@ def test_metrics_rows_rename_openrlhf_keys_and_keep_a_resumed_runs_latest_values
     )
     assert first["clip_frac_high"] == pytest.approx(0.01) and first["clip_frac_low"] is None
     assert first["response_length_median"] is None  # OpenRLHF does not log it
+    assert (first["value_loss"], first["value_clip_frac"]) == (0.125, 0.25) and "critic_loss" not in first
 
 
 def test_checkpoints_are_moved_into_our_layout(tmp_path):

@@ -23,6 +23,7 @@ ALL = [
     name
     for name in list_algorithms()
     if registry.algorithm_class(name).__module__.startswith("fipo_bench.") and name != "fipo-7b"
+    and not registry.algorithm_class(name).needs_critic  # the value-model algorithms: tests of their own
 ]
 # Clip-Cov and KL-Cov pick their tokens within each call, as in verl: per micro-batch, not per batch.
 PER_TOKEN_SELECTION = {"clip-cov", "kl-cov"}

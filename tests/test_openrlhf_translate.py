@@ -128,6 +128,7 @@ ZOO = [  # the built-in algorithms beyond the first three (other test modules re
     for name in list_algorithms()
     if registry.algorithm_class(name).__module__.startswith("fipo_bench.")
     and name not in ("grpo", "dapo", "fipo", "fipo-7b")
+    and not registry.algorithm_class(name).needs_critic  # the value-model algorithms: tests of their own
 ]
 
 

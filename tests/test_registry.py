@@ -209,6 +209,18 @@ def test_algos_command_shows_every_hyperparameter_default_and_meaning():
             assert cls.paper and cls.paper.split("arXiv ")[-1] in everything.output
 
 
+def test_algos_overview_marks_the_algorithms_that_train_a_critic():
+    from fipo_bench.commands.algos import overview_table
+
+    classes = {name: registry.algorithm_class(name) for name in list_algorithms()}
+    table = overview_table(classes)
+    names, critic = (list(column.cells) for column in (table.columns[0], table.columns[2]))
+    assert table.columns[2].header == "critic"
+    assert {n for n, c in zip(names, critic, strict=True) if c == "yes"} == {"ppo", "vc-ppo", "vapo"}
+    output = _run_algos_command().output
+    assert "2503.24290" in output and "2503.01491" in output and "2504.05118" in output
+
+
 def test_algos_command_unknown_name_is_a_usage_error():
     result = _run_algos_command("fpo")
     assert result.exit_code == 2

@@ -614,3 +614,23 @@ def test_rliable_aggregates_across_datasets(synthetic):
     (fipo,) = [a for a in report.across_datasets if a.algo == "fipo"]
     assert fipo.datasets == ("other", "synthetic") and fipo.improvement == pytest.approx(share)
     assert fipo.improvement_ci[0] <= share <= fipo.improvement_ci[1]
+
+
+def test_value_model_plot_when_a_run_has_critic_metrics(tmp_path):
+    from fipo_bench.algorithms.ppo import CRITIC_METRICS
+    from fipo_bench.report.plots import VALUE_PANELS
+
+    assert set(CRITIC_METRICS) <= {key for key, *_ in VALUE_PANELS}  # the names the backends log
+
+    def critic(step):
+        return {"value_loss": 0.5 / step, "value_clip_frac": 0.1, "explained_variance": 1 - 1 / step,
+                "value_mean": 0.3, "return_mean": 0.4, "advantage_raw_mean": 0.1,
+                "advantage_raw_std": 0.9, "critic_grad_norm": 2.0}
+
+    results = tmp_path / "r"
+    write_run(results, "grpo", 0, "completed", lambda s: 0.1 * s, {})
+    out = write_report(results, tmp_path / "out")
+    assert not (out / "value_model.png").exists()  # no critic metrics, no plot
+    write_run(results, "ppo", 0, "completed", lambda s: 0.1 * s, {}, extra_metrics=critic)
+    out = write_report(results, tmp_path / "out2")
+    assert (out / "value_model.png").is_file() and "](value_model.png)" in (out / "report.md").read_text()

@@ -228,6 +228,42 @@ def test_registered_algorithm_runs_and_nan_loss_fails_only_its_run(reference_run
     assert read_json(root / "run.json")["status"] == "failed"
 
 
+def test_critic_algorithms_pretrain_train_checkpoint_and_resume_to_the_same_numbers(tmp_path, cache_dir):
+    """ppo and vapo through the CLI: value pretraining logged before step 1, the critic's metrics every
+    step, its weights and optimizer state in each checkpoint, and a resume from step 2 that ends with the
+    numbers of the uninterrupted run (without pretraining again)."""
+    from fipo_bench.algorithms import CRITIC_METRICS
+
+    out = tmp_path
+    sets = ["--set=ppo.value_pretrain_steps=4", "--set=vapo.value_pretrain_steps=2",
+            "--set=keep_checkpoints=0"]
+    invoke(args(out, cache_dir, "ppo,vapo", "critic", *sets))
+    for algo, pretrain_steps in (("ppo", 4), ("vapo", 2)):
+        d = out / "critic" / f"{algo}-seed0"
+        pretrain = read_jsonl(d / "value_pretrain.jsonl")
+        assert [row["step"] for row in pretrain] == list(range(1, pretrain_steps + 1))
+        metrics = read_jsonl(d / "metrics.jsonl")
+        assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))
+        for row in (*pretrain, *metrics):
+            assert set(CRITIC_METRICS) | {"critic_grad_norm", "critic_lr"} <= set(row), row
+        for step in range(1, STEPS + 1):  # keep_checkpoints=0: every checkpoint, each a resume point
+            critic = d / "checkpoints" / f"step-{step}" / "critic"
+            assert (critic / "model.safetensors").is_file() and (critic / "optimizer.pt").is_file()
+    losses = [row["value_loss"] for row in read_jsonl(out / "critic" / "ppo-seed0" / "value_pretrain.jsonl")]
+    assert losses[-1] < losses[0], losses
+
+    # Resume from step 2 as after a crash: the same metrics, and value pretraining is not run again.
+    d = out / "critic" / "ppo-seed0"
+    reference = read_jsonl(d / "metrics.jsonl")
+    pretrain_text = (d / "value_pretrain.jsonl").read_text()
+    for step in range(3, STEPS + 1):
+        shutil.rmtree(d / "checkpoints" / f"step-{step}")
+    RunDir(d).set_status("running", 2)
+    invoke(args(out, cache_dir, "ppo,vapo", "critic", *sets))
+    assert without_timing(read_jsonl(d / "metrics.jsonl")) == without_timing(reference)
+    assert (d / "value_pretrain.jsonl").read_text() == pretrain_text
+
+
 def test_bad_algorithm_setting_fails_before_anything_is_written(tmp_path):
     # DAPO's overlong buffer must be shorter than the response limit (64 in the tiny preset).
     result = invoke(["run", "--algos", "dapo", "--output-dir", str(tmp_path),

@@ -58,7 +58,7 @@ def test_the_trainer_reports_max_min_and_token_weighted_means_over_all_updates(t
     rollout = Rollout(prompt_ids, prompt_mask, response_ids, mask, torch.zeros(8, 9) - 1.0,
                       torch.randn(8, generator=g), torch.arange(8) // 2)
     TokenCounting.seen.clear()
-    metrics = trainer._update(rollout)
+    metrics = trainer.update(rollout)
     seen = TokenCounting.seen
     assert metrics["updates"] == 2 and len(seen) == 4 and sum(seen) == lengths.sum()
     # Hand check: update 1 = rows 0-3 (1, 2, 3, 9 tokens), update 2 = rows 4-7 (4, 5, 6, 7); within each,

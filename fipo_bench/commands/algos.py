@@ -31,13 +31,16 @@ def algos(
 
 
 def overview_table(classes: dict[str, type]) -> Table:
-    """One row per algorithm: its name, what it is (the class summary) and its paper."""
+    """One row per algorithm: its name, what it is (the class summary), whether it trains a value model
+    (a critic), and its paper."""
     table = Table(title="[bold]registered algorithms[/bold]", title_justify="left")
     table.add_column("algorithm", style="cyan", no_wrap=True)
     table.add_column("what")
+    table.add_column("critic", no_wrap=True)
     table.add_column("paper", style="dim")
     for name, cls in classes.items():
-        table.add_row(name, _summary(cls), getattr(cls, "paper", "") or "-")
+        critic = "yes" if getattr(cls, "needs_critic", False) else "-"
+        table.add_row(name, _summary(cls), critic, getattr(cls, "paper", "") or "-")
     return table
 
 

@@ -1,23 +1,11 @@
 """The numbers of the report, computed from a results/<run> directory (read by fipo_bench.report.data).
 
-How numbers are aggregated (also printed in the report's "Method" section):
-- Only runs whose status.json says "completed" enter means, bands, CIs and tests. Running, failed,
-  interrupted and status-less runs are listed in their own table (with their last evaluation), drawn as
-  thin dashed lines in the curve plots, and written to summary.csv as `kind=run` rows with their status.
-- A run's score on a dataset is its last evaluation's avg@k (mean over problems of the share of correct
-  samples; over the problems every compared run evaluated). Training runs are the unit of every test and
-  CI between algorithms (fipo_bench.report.stats says why and how): the 95% CI of an algorithm's avg@k is
-  a t-interval over its runs, the difference against the baseline is tested by a paired t-test over the
-  seeds both completed (Welch's t-test over all runs when they share fewer than two seeds), and with one
-  run on a side there is no test. The bootstrap over problems stays where it answers a question about
-  the evaluation set: how precisely the checkpoints' avg@k is known on these problems.
-- IQM over runs and the probability of improvement P(A > baseline) with stratified-bootstrap CIs
-  (rliable); seeds needed for 80% power from the observed between-seed spread.
-- Compute-performance fits (ScaleRL, fipo_bench.report.curves) of the seed-mean eval curve against C =
-  training tokens generated + trained (`step_compute` says how it is read from metrics.jsonl).
-- Learning speed: on the seed-mean eval accuracy curve, the normalized area under the curve (mean
-  accuracy over training) and the first step reaching half of the baseline's gain from its first
-  evaluation to its last.
+`build_report` turns completed runs into the report's tables: per-algorithm avg@k with CIs over runs,
+seed-level tests against the baseline (fipo_bench.report.stats), IQM and probability of improvement,
+compute-performance fits (fipo_bench.report.curves) and learning speed. How each number is aggregated
+is stated once, in the report's own "Method" section (fipo_bench.report.render.METHOD). Running,
+failed, interrupted and status-less runs enter no aggregate; they are listed in their own table, drawn
+as thin dashed lines, and written to summary.csv as `kind=run` rows with their status.
 """
 
 from __future__ import annotations
@@ -146,7 +134,9 @@ class ComputeFit:
 
 @dataclass(frozen=True)
 class LearningSpeed:
-    """The seed-mean eval accuracy curve of one algorithm on one dataset, summarized."""
+    """The seed-mean eval accuracy curve of one algorithm on one dataset, summarized: the normalized
+    area under the curve (mean accuracy over training) and the first step reaching half of the
+    baseline's gain from its first evaluation to its last."""
 
     dataset: str
     algo: str
@@ -236,7 +226,8 @@ def _final_results(runs: list[RunData], dataset: str) -> list[tuple[RunData, Eva
 
 
 def _common_problems(results: Sequence[EvalResult]) -> list[str]:
-    """Problems present in every result, in the first one's order (so that with one seed the bootstrap
+    """Problems present in every result (a run's score is over the problems every compared run
+    evaluated), in the first one's order (so that with one seed the bootstrap
     sees the same sequence as summary.json's own avg_at_k_ci95)."""
     common = set.intersection(*(set(r.per_problem) for r in results))
     return [p for p in results[0].per_problem if p in common]

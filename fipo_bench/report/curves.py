@@ -4,24 +4,11 @@ Khatri et al., "The Art of Scaling Reinforcement Learning Compute for LLMs" (arX
 
     R_C - R_0 = (A - R_0) / (1 + (C_mid / C)^B)
 
-R_C: eval accuracy after compute C; R_0: the accuracy before training; A: the asymptote (the accuracy more
-compute would approach); B > 0: the scaling exponent (compute efficiency: how sharply accuracy rises around
-the midpoint); C_mid: the compute at which half of the gain A - R_0 is reached. ScaleRL ranks recipes by A
-first, then by B. Pure numpy, no I/O.
-
-Fitting (ours; the paper's own procedure is not reproduced): least squares on the points. For fixed
-(B, C_mid) the model is linear in (R_0, A) (R = R_0 (1 - s) + A s with s = 1 / (1 + (C_mid / C)^B)), so
-A (and R_0 when it is not measured) has a closed form, and (B, log C_mid) are searched on a grid that is
-refined three times around the best cell: deterministic, no local minima to start from, no scipy. R_0 is fixed
-to the measured step-0 accuracy when there is one (every run starts from the same base checkpoint), else
-fitted. A is kept in [0, 1] (an accuracy). Deviation: ScaleRL leaves out the first ~1.5k GPU-hours of a
-run as a noisy warm-up; runs here are short, and every point is used.
-
-A fit is flagged unreliable when A sits on a bound, when C_mid lies beyond the last point (the curve has
-not turned yet: A is an extrapolation), when B sits on its search bound, when fewer than 4 points with
-C > 0 support the 3 parameters, or when the residuals are larger than twice the points' standard errors.
-CIs across seeds: leave-one-seed-out jackknife of the fit (Efron & Tibshirani 1993, Ch. 11) with a t
-quantile on n - 1 degrees of freedom; B on a log scale (it is positive and skewed).
+R_C: eval accuracy after compute C; R_0: the accuracy before training; A: the asymptote; B > 0: the
+scaling exponent (how sharply accuracy rises around the midpoint); C_mid: the compute at which half of
+the gain A - R_0 is reached. ScaleRL ranks recipes by A first, then by B. Pure numpy, no I/O. The fitting
+procedure is ours (`fit_scalerl`). Deviation: ScaleRL leaves out the first ~1.5k GPU-hours of a run as a
+noisy warm-up; runs here are short, and every point is used.
 """
 
 from __future__ import annotations
@@ -104,6 +91,16 @@ def fit_scalerl(compute: Sequence[float], reward: Sequence[float], *, r0: float 
 
     r0: the measured accuracy before training (None: fitted). noise: the typical standard error of a
     point; residuals (RMSE) above twice it flag the fit.
+
+    Least squares on the points (the paper's own procedure is not reproduced). For fixed (B, C_mid) the
+    model is linear in (R_0, A) (R = R_0 (1 - s) + A s with s = 1 / (1 + (C_mid / C)^B)), so A (and R_0
+    when it is not measured) has a closed form, and (B, log C_mid) are searched on a grid refined three
+    times around the best cell: deterministic, no local minima to start from, no scipy. R_0 is fixed to
+    the measured step-0 accuracy when there is one (every run starts from the same base checkpoint). A is
+    kept in [0, 1] (an accuracy). The fit is flagged unreliable when A sits on a bound, when C_mid lies
+    beyond the last point (the curve has not turned yet: A is an extrapolation), when B sits on its
+    search bound, when fewer than 4 points with C > 0 support the 3 parameters, or when the residuals
+    are larger than twice `noise`.
     """
     c = np.asarray(compute, dtype=np.float64)
     y = np.asarray(reward, dtype=np.float64)
@@ -143,7 +140,8 @@ def fit_scalerl(compute: Sequence[float], reward: Sequence[float], *, r0: float 
 def jackknife_ci(leave_one_out: Sequence[float], full: float, confidence: float = 0.95,
                  log: bool = False) -> tuple[float, float] | None:
     """CI of a statistic from its n leave-one-seed-out values: full +- t_{n-1} x jackknife SE
-    (sqrt((n - 1) / n x sum (theta_i - mean)^2)); on the log scale when `log`. None for n < 2."""
+    (sqrt((n - 1) / n x sum (theta_i - mean)^2); Efron & Tibshirani 1993, Ch. 11); on the log scale when
+    `log` (used for B: positive and skewed). None for n < 2."""
     values = np.asarray(leave_one_out, dtype=np.float64)
     n = values.size
     if n < 2 or not np.all(np.isfinite(values)) or (log and (full <= 0 or np.any(values <= 0))):

@@ -53,6 +53,17 @@ FIPO_PANELS = [
     ("future_kl_masked_frac", "Future-KL tokens masked (ratio > c)", "share of tokens (%)", 100.0),
     ("dropped_seq_frac", "Sequences dropped (dual clip)", "share of sequences (%)", 100.0),
 ]
+# The value model's (PPO, VC-PPO, VAPO: algorithms/ppo.py CRITIC_METRICS, plus the critic's optimizer)
+VALUE_PANELS = [
+    ("value_loss", "Value loss (clipped, x 0.5)", "squared error", 1.0),
+    ("value_clip_frac", "Value-clipped tokens", "share of tokens (%)", 100.0),
+    ("explained_variance", "Explained variance of the returns", "1 - Var(R - V) / Var(R)", 1.0),
+    ("value_mean", "Mean value (at rollout)", "value", 1.0),
+    ("return_mean", "Mean return (critic target)", "return", 1.0),
+    ("advantage_raw_mean", "Advantage before whitening: mean", "advantage", 1.0),
+    ("advantage_raw_std", "Advantage before whitening: std", "advantage", 1.0),
+    ("critic_grad_norm", "Critic gradient norm", "norm", 1.0),
+]
 
 Series = Callable[[RunData], tuple[np.ndarray, np.ndarray]]
 
@@ -351,6 +362,11 @@ def write_plots(report: Report, out_dir: Path) -> list[tuple[str, str]]:
     if _curve_figure(report, styles, FIPO_PANELS, "FIPO future-KL weight statistics",
                      out_dir / "fipo_weights.png"):
         plots.append(("fipo_weights.png", "FIPO's per-token advantage weights and masks per step."))
+    if _curve_figure(report, styles, VALUE_PANELS, "Value model (critic) statistics",
+                     out_dir / "value_model.png"):
+        plots.append(("value_model.png", "The critic of the value-model algorithms per step: its loss, "
+                                         "clipped share, explained variance, values against returns, and "
+                                         "the advantages before whitening."))
     if _eval_curve_figure(report, styles, out_dir / "eval_curves.png"):
         plots.append(("eval_curves.png", "Eval accuracy and response length at each evaluation."))
     for dataset in report.datasets:

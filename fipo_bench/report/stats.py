@@ -1,39 +1,11 @@
 """Statistics for comparing algorithms: training runs are the unit, problems are nested inside them.
 
 Pure functions on numpy arrays (no I/O, no scipy). A claim about algorithms is a claim about training
-runs, and two runs of one algorithm from different seeds differ, so every test and CI between algorithms
-here treats the run (seed) as the unit: each run is summarised by its score on the evaluation set (avg@k:
-the mean over problems of the share of correct samples), and the run scores are compared.
-
-Why a t-test on per-run scores (the "summary statistics" approach), not a bootstrap or a mixed model:
-- The per-run score averages over the problems and samples of one evaluation, so the run x problem
-  interaction and the sampling noise are inside its run-to-run variance, and a test on run scores is the
-  test of the nested (runs, then problems) design: for a balanced nested design the test on the cluster
-  means equals the mixed-model F test (Murtaugh, "Simplicity and complexity in ecological data analysis",
-  Ecology 2007). Problems are the fixed evaluation set: the question answered is whether a new training
-  run of A scores higher than one of B on these problems.
-- With few seeds a bootstrap over seeds is miscalibrated: 3 seeds have 10 distinct resamples, and
-  percentile intervals from so few are too narrow; Colas, Sigaud & Oudeyer ("A Hitchhiker's Guide to
-  Statistical Comparisons of Reinforcement Learning Algorithms", 2019) measured bootstrap tests' false
-  positive rates far above nominal at small n and found Welch's t-test closest to nominal. An exact
-  sign-flip permutation over 3 paired seeds has 8 assignments, so its smallest two-sided p is 2/8 = 0.25:
-  calibrated, but it can never detect anything. The t-test is exact when run scores are normal; a run
-  score is a mean over problems and samples, so it is close to normal by the central limit theorem.
-- Pairing: runs of A and B with the same seed start from the same base checkpoint and the same first
-  rollout, so when both algorithms share at least two seeds the per-seed differences are tested (paired
-  t-test, n - 1 degrees of freedom). Otherwise the runs are independent samples: Welch's t-test
-  (Welch 1947, Welch-Satterthwaite degrees of freedom), as in Colas et al.
-- One run per algorithm: the run-to-run variance cannot be estimated from one run, so no test or CI of
-  the difference exists; `seed_level_test` returns none, and the report says how to add seeds.
-Calibration and power are checked by simulation in tests/test_seed_stats.py (A/A false-positive rate at
-1, 3 and 8 seeds; power for a planted effect; the power formula against the simulation).
-
-Also here: seeds needed for 80% power (noncentral t, Cohen 1988, Ch. 2), the interquartile mean and the
-probability of improvement with stratified-bootstrap CIs (Agarwal et al., "Deep Reinforcement Learning
-at the Edge of the Statistical Precipice", NeurIPS 2021, as google-research/rliable defines them), the
-problem-level sign-flip permutation test (kept to show, in benchmarks/aa_real_runs.py, what it gets
-wrong: it answers whether two checkpoints differ on this problem set, not whether the algorithms do),
-and learning-speed summaries.
+runs, and runs of one algorithm from different seeds differ, so every test and CI between algorithms
+treats the run (seed) as the unit: each run is summarised by its avg@k on the evaluation set (the mean
+over problems of the share of correct samples), and the run scores are compared (`seed_level_test`).
+Also here: seeds needed for 80% power, rliable's IQM and probability of improvement with stratified-
+bootstrap CIs, the problem-level sign-flip permutation test, and learning-speed summaries.
 """
 
 from __future__ import annotations
@@ -185,6 +157,28 @@ def seed_level_test(scores_a: dict[int, float], scores_b: dict[int, float],
 
     Paired t-test on the shared seeds when there are at least two; else Welch's t-test on all runs when
     each side has at least two; else no test (a mean difference only). CI: mean +- t_{df} x SE.
+
+    Why a t-test on per-run scores (the "summary statistics" approach), not a bootstrap or a mixed model:
+    - A run score averages over the problems and samples of one evaluation, so the run x problem
+      interaction and the sampling noise are inside its run-to-run variance: for a balanced nested design
+      the test on the cluster means equals the mixed-model F test (Murtaugh, "Simplicity and complexity
+      in ecological data analysis", Ecology 2007). Problems are the fixed evaluation set: the question is
+      whether a new training run of A scores higher than one of B on these problems.
+    - With few seeds a bootstrap over seeds is miscalibrated: 3 seeds have 10 distinct resamples, and
+      percentile intervals from so few are too narrow; Colas, Sigaud & Oudeyer ("A Hitchhiker's Guide to
+      Statistical Comparisons of Reinforcement Learning Algorithms", 2019) measured bootstrap tests'
+      false positive rates far above nominal at small n and found Welch's t-test closest to nominal. An
+      exact sign-flip permutation over 3 paired seeds has 8 assignments, so its smallest two-sided p is
+      2/8 = 0.25: calibrated, but it can never detect anything. The t-test is exact for normal run
+      scores; a run score is a mean over problems and samples, so close to normal by the CLT.
+    - Pairing: runs of A and B with the same seed start from the same base checkpoint and the same first
+      rollout, so with at least two shared seeds the per-seed differences are tested (paired t-test,
+      n - 1 df). Otherwise the runs are independent samples: Welch's t-test (Welch 1947,
+      Welch-Satterthwaite df), as in Colas et al.
+    - One run per algorithm: the run-to-run variance cannot be estimated, so no test or CI exists; the
+      design is "none", and the report says how to add seeds.
+    Calibration and power are checked by simulation in tests/test_seed_stats.py (A/A false-positive rate
+    at 1, 3 and 8 seeds; power for a planted effect; the power formula against the simulation).
     """
     shared = sorted(set(scores_a) & set(scores_b))
     if len(shared) >= 2:
@@ -253,7 +247,8 @@ def seeds_for_power(difference: float, sd: float, *, paired: bool, power: float 
                     max_seeds: int = 1000) -> int | None:
     """Fewest seeds (paired: seeds shared by both algorithms; unpaired: runs per algorithm) for which the
     two-sided t-test at level alpha detects `difference` with the given power, when run scores (or
-    per-seed differences) have standard deviation `sd`. None when no difference or above max_seeds."""
+    per-seed differences) have standard deviation `sd`. None when no difference or above max_seeds.
+    Power from the noncentral t (Cohen 1988, Ch. 2; `t_test_power`)."""
     if difference == 0 or not math.isfinite(difference):
         return None
     if not sd > 0:  # no spread at all: two seeds show the difference exactly
@@ -279,7 +274,8 @@ def seeds_for_power(difference: float, sd: float, *, paired: bool, power: float 
 
 def interquartile_mean(scores: np.ndarray) -> np.ndarray:
     """IQM of run x task scores [..., runs, tasks]: the 25% trimmed mean over all runs and tasks, with
-    int(0.25 N) scores cut at each end as rliable's `aggregate_iqm` (scipy's trim_mean) does."""
+    int(0.25 N) scores cut at each end as rliable's `aggregate_iqm` (scipy's trim_mean) does (Agarwal et
+    al., "Deep Reinforcement Learning at the Edge of the Statistical Precipice", NeurIPS 2021)."""
     s = np.asarray(scores, dtype=np.float64)
     flat = np.sort(s.reshape(*s.shape[:-2], -1), axis=-1)
     cut = int(0.25 * flat.shape[-1])
@@ -348,7 +344,8 @@ def paired_permutation_pvalue(
     enumerated (exact p-value); otherwise `n_resamples` random assignments from a generator seeded with
     `seed` give (1 + hits) / (1 + n_resamples) (Phipson & Smyth, "Permutation P-values Should Never Be
     Zero", 2010). Applied to per-problem differences it asks whether two checkpoints differ on this
-    problem set; it cannot see run-to-run variance, so it is no test of algorithms.
+    problem set; it cannot see run-to-run variance, so it is no test of algorithms (it is kept to show
+    that, in benchmarks/aa_real_runs.py).
 
     differences: [P] per-pair differences (e.g. per-problem accuracy of A minus B).
     """

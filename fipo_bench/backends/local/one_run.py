@@ -116,6 +116,9 @@ def _train(spec: RunSpec, reporter: Reporter) -> RunResult:
 
         if start_step == 0:
             evaluate(0)
+            pretrain = trainer.pretrain_critic()  # value pretraining (with a critic): fresh runs only
+            if pretrain:
+                run.write_value_pretrain(pretrain)
         for step in range(start_step + 1, cfg.num_steps + 1):
             metrics = trainer.train_step(step)
             bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]

@@ -2,15 +2,8 @@
 
     python -m fipo_bench.backends.openrlhf.driver [--ray-address ADDR] -- <openrlhf.cli.train_ppo_ray flags>
 
-It checks the flags with OpenRLHF's own parser, starts Ray (a new local head, or joins ADDR) with our
-`worker_process_setup_hook` and the FIPO_BENCH_* variables in the job's runtime_env, checks that the
-cluster has the GPUs the flags ask for (else OpenRLHF waits forever for its placement groups), then
-runs OpenRLHF's own command-line entry point in this process; OpenRLHF's `train()` finds Ray
-initialised and keeps our runtime_env. OpenRLHF builds its argument parser inside
-`if __name__ == "__main__":`, so the entry point runs as __main__ through runpy, and
-`parse_openrlhf_args` reads the parsed and validated arguments the same way, stopping before training.
-$FIPO_BENCH_OPENRLHF_SETUP_HOOK names a hook to run instead of ours (module.function, which must call
-ours): the CPU end-to-end test chains its CUDA stand-ins this way; production never sets it.
+It starts Ray with our `worker_process_setup_hook` and runs OpenRLHF's own command-line entry point in
+this process, so OpenRLHF's workers run the registry's algorithm (`main` lists the steps).
 """
 
 from __future__ import annotations
@@ -30,6 +23,8 @@ ENV_SETUP_HOOK = "FIPO_BENCH_OPENRLHF_SETUP_HOOK"
 
 
 def setup_hook(environ: dict[str, str] | None = None) -> str:
+    """Ours, or the hook $FIPO_BENCH_OPENRLHF_SETUP_HOOK names (module.function, which must call ours):
+    the CPU end-to-end test chains its CUDA stand-ins this way; production never sets it."""
     environ = os.environ if environ is None else environ
     return environ.get(ENV_SETUP_HOOK) or SETUP_HOOK
 
@@ -91,6 +86,10 @@ class _Parsed(Exception):
 def parse_openrlhf_args(argv: list[str]):
     """The arguments OpenRLHF's own parser and checks make of `argv` (nested namespaces, as train() gets).
 
+    OpenRLHF builds its parser inside `if __name__ == "__main__":`, so its entry point runs as __main__
+    through runpy (`run_openrlhf_cli`), and this reads the parsed and validated arguments the same way,
+    stopping before training.
+
     Raises SystemExit (argparse) for an unknown flag or bad value, AssertionError for a failed check.
     """
     import openrlhf.utils.config as config_module
@@ -118,6 +117,10 @@ def parse_openrlhf_args(argv: list[str]):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Check the flags with OpenRLHF's own parser, start Ray (a new local head, or join ADDR) with our
+    `worker_process_setup_hook` and the FIPO_BENCH_* variables in the job's runtime_env, check that the
+    cluster has the GPUs the flags ask for (else OpenRLHF waits forever for its placement groups), then
+    run OpenRLHF's entry point here; its `train()` finds Ray initialised and keeps our runtime_env."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--ray-address", default=None, help="join this Ray cluster (default: start a local head)"

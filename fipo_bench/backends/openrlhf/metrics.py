@@ -16,6 +16,7 @@ from pathlib import Path
 # train/<OpenRLHF key> -> our key
 RENAMES = {
     "policy_loss": "loss",
+    "critic_loss": "value_loss",  # the registry's value loss (the plugin replaces OpenRLHF's ValueLoss)
     "actor_grad_norm": "grad_norm",
     "actor_lr": "lr",
     "entropy_loss": "entropy",

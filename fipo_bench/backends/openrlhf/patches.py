@@ -1,30 +1,9 @@
 """The patches plugin.py applies to OpenRLHF 0.11 modules, each right after the module is imported.
 
-This is the boundary where OpenRLHF's names become ours: `log_probs -> logp`,
-`old_log_probs -> old_logp`, `base_action_log_probs -> ref_logp`, `action_mask -> mask`, an
-experience's `index // n_samples_per_prompt -> group_ids`.
-
-- ppo_actor: `PolicyLoss` -> `RegistryPolicyLoss` (`alg.token_loss`, then OpenRLHF's own
-  `aggregate_loss`: the global token count of the optimizer step `batch_num_tokens`, times `dp_size`
-  for the gradient averaging across data-parallel ranks; same 5-tuple). OpenRLHF reduces by token-mean
-  or seq-mean-token-mean only; the token-sum modes (Dr. GRPO's) are run as seq-mean-token-mean on token
-  losses scaled per sequence (`ops.seq_mean_token_mean_scale`), which is exact. `training_step` hands
-  the loss the experience (for `ref_logp` and to log our metrics) and passes OpenRLHF a KL coefficient
-  of 0, because our loss already contains the algorithm's KL term.
-  Every rollout step ends in an optimizer step on all it kept, as in the local backend: OpenRLHF's
-  DataLoader drops a last short micro-batch (`drop_last=True`), and DeepSpeed steps only after every
-  `gas`-th micro-batch counted since the start of training, so a step that kept fewer samples than
-  `train.batch_size` (dynamic sampling after the cap) took no step and carried its gradient into the
-  next one. Here nothing is dropped and the engine's accumulation boundary is set explicitly: after
-  each window of `gas` micro-batches (OpenRLHF's loss normalisation windows) and after the last.
-- experience_maker: `compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages` (with
-  the experiences' action masks, padded to one width; per-token advantages are cut back per experience).
-- samples_generator: stop after $FIPO_BENCH_MAX_STEPS rollout batches (the prompt file holds more
-  under dynamic sampling), and draw at most $FIPO_BENCH_MAX_GEN_BATCHES x batch prompts per batch
-  (OpenRLHF refills filtered prompts without a cap; after the cap the step trains on what it kept).
-  With more than one data-parallel rank a short batch would split unevenly over the ranks (their
-  collectives would no longer pair up), so there the capped step stops the job with a clear error, as
-  verl's DAPO recipe does when max_num_gen_batches runs out.
+They put the registry's algorithm in place of OpenRLHF's loss, advantages and value loss, so both
+backends run the same math. This is the boundary where OpenRLHF's names become ours:
+`log_probs -> logp`, `old_log_probs -> old_logp`, `base_action_log_probs -> ref_logp`,
+`action_mask -> mask`, an experience's `index // n_samples_per_prompt -> group_ids`.
 """
 
 from __future__ import annotations
@@ -106,6 +85,18 @@ def make_policy_loss_class(alg, aggregate_loss):
             token_loss, loss_mask, metrics = alg.token_loss(
                 log_probs, old_log_probs, advantages, mask, ref_logp
             )
+            lm_term = None
+            if alg.needs_correctness:
+                correct = getattr(self.experience, "scores", None)
+                if correct is None:
+                    raise RuntimeError(
+                        f"{alg.name}'s LM loss needs each sample's correctness (experience.scores, from "
+                        f"the reward file's 'scores'); none arrived"
+                    )
+                lm_loss = alg.positive_lm_loss(log_probs, mask, correct.to(log_probs.device).reshape(-1))
+                share = mask.sum() / batch_num_tokens if batch_num_tokens else 1.0
+                lm_term = alg.lm_loss_coef * lm_loss * share * dp_size
+                metrics["lm_loss"] = lm_loss.detach()
             if not self.token_level_loss:  # OpenRLHF's seq-mean-token-mean, rescaled to alg.loss_agg
                 token_loss = token_loss * ops.seq_mean_token_mean_scale(
                     loss_mask, alg.loss_agg, alg.num_tokens_norm
@@ -118,6 +109,8 @@ def make_policy_loss_class(alg, aggregate_loss):
                 batch_num_tokens=batch_num_tokens,
                 global_batch_size=global_batch_size,
             )
+            if lm_term is not None:
+                loss = loss + lm_term
             if self.experience is not None:
                 self.experience.info.update({key: value.detach() for key, value in metrics.items()})
             zero = torch.zeros((), device=log_probs.device)
@@ -128,6 +121,32 @@ def make_policy_loss_class(alg, aggregate_loss):
 
 
 def patch_ppo_actor(module, alg) -> None:
+    """`PolicyLoss` -> `RegistryPolicyLoss`; every rollout step ends in one optimizer step on all it kept.
+
+    The loss is `alg.token_loss` under OpenRLHF's own `aggregate_loss` (the optimizer step's global token
+    count `batch_num_tokens`, times `dp_size` for the averaging across data-parallel ranks; same 5-tuple).
+    OpenRLHF reduces by token-mean or seq-mean-token-mean only; the token-sum modes (Dr. GRPO's) run as
+    seq-mean-token-mean on token losses scaled per sequence (`ops.seq_mean_token_mean_scale`), which is
+    exact. `training_step` hands the loss the experience (for `ref_logp` and our metrics) and passes
+    OpenRLHF a KL coefficient of 0, because our loss already contains the algorithm's KL term.
+
+    VAPO's positive-example LM loss adds lm_loss_coef x the mean NLL of the micro-batch's correct responses
+    (`experience.scores`, the reward file's correctness), weighted by the micro-batch's share of the step's
+    tokens. It equals `alg.policy_loss`'s term when one micro-batch makes the step; otherwise each
+    micro-batch's correct tokens are averaged on their own (OpenRLHF does not know the step's number of
+    correct tokens in advance).
+
+    One step per rollout step, as in the local backend: OpenRLHF's DataLoader drops a last short
+    micro-batch (`drop_last=True`), and DeepSpeed steps only after every `gas`-th micro-batch counted since
+    the start of training, so a step that kept fewer than `train.batch_size` samples (dynamic sampling
+    after the cap) would take no step and carry its gradient into the next. Here nothing is dropped and
+    the accumulation boundary is set explicitly: after each window of `gas` micro-batches (OpenRLHF's
+    loss normalisation windows) and after the last.
+
+    Value pretraining: OpenRLHF appends every rollout to the frozen actor's replay buffer but clears it
+    only when the actor trains, so its first update would take every pretraining rollout too; the patched
+    `ppo_train` keeps only the newest step's share.
+    """
     from openrlhf.models.loss import aggregate_loss
 
     loss_class = make_policy_loss_class(alg, aggregate_loss)
@@ -140,6 +159,11 @@ def patch_ppo_actor(module, alg) -> None:
     @functools.wraps(original_ppo_train)
     def ppo_train(self, kl_ctl):
         buffer = self.replay_buffer
+        if alg.needs_critic and alg.value_pretrain_steps:
+            # the frozen actor's buffer still holds the pretraining rollouts (see the docstring)
+            args = self.args
+            newest = args.rollout.batch_size * args.rollout.n_samples_per_prompt // data_parallel_size(args)
+            del buffer.items[:-newest]
         self._fipo_bench_micro_batches = math.ceil(len(buffer) / buffer.sample_batch_size)
         try:
             return original_ppo_train(self, kl_ctl)
@@ -197,14 +221,115 @@ def registry_advantages(experiences, alg, n_samples_per_prompt: int, max_respons
     return experiences
 
 
+def registry_critic_advantages(experiences, alg, max_response_length: int):
+    """Set rewards (shaped), advantages and returns [B, A] of OpenRLHF experiences from their critic values
+    (`experience.values`, [B, A]), with the rollout-side critic metrics in `info`; returns them."""
+    from fipo_bench.algorithms.ppo import critic_metrics
+
+    sizes = [len(e.index) for e in experiences]
+    rewards = torch.cat(
+        [e.rewards.to(torch.promote_types(e.rewards.dtype, torch.float32)) for e in experiences]
+    )
+    lengths = torch.cat([e.response_length for e in experiences])  # [M]
+    width = max(e.action_mask.shape[1] for e in experiences)
+
+    def padded(tensors):
+        return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in tensors])
+
+    mask = padded([e.action_mask.bool() for e in experiences]).to(rewards.device)  # [M, width]
+    values = padded([e.values.float() for e in experiences]).to(rewards.device)  # [M, width]
+    shaped = alg.shape_rewards(rewards, lengths, max_response_length)  # [M]
+    raw_advantages, _ = alg.gae(shaped, values, mask)
+    advantages, returns = alg.advantages_and_returns(shaped, values, mask)
+    batch_metrics = critic_metrics(values, returns, raw_advantages, mask)
+    for e, reward, advantage, target in zip(
+        experiences, shaped.split(sizes), advantages.split(sizes), returns.split(sizes), strict=True
+    ):
+        e.rewards = reward
+        e.advantages = advantage[:, : e.action_mask.shape[1]] * e.action_mask  # [B, A]
+        e.returns = target[:, : e.action_mask.shape[1]] * e.action_mask
+        e.kl = None
+        e.info.update({"reward": reward.clone(), "return": reward.clone()})
+        e.info.update({key: torch.full_like(reward, value) for key, value in batch_metrics.items()})
+    return experiences
+
+
 def patch_experience_maker(module, alg) -> None:
+    """`compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages` (`registry_advantages`),
+    or with a critic `alg.advantages_and_returns` on the rollout values (`registry_critic_advantages`,
+    whitened over the whole rollout batch, with the rollout-side `CRITIC_METRICS` in `info`)."""
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
         args = self.strategy.args
         max_response_length = args.rollout.max_new_tokens or args.data.max_len
+        if alg.needs_critic:
+            return registry_critic_advantages(experiences, alg, max_response_length)
         return registry_advantages(experiences, alg, args.rollout.n_samples_per_prompt, max_response_length)
 
     module.RemoteExperienceMaker.compute_advantages_and_returns = compute_advantages_and_returns
+
+
+def make_value_loss_class(alg, aggregate_loss):
+    """A drop-in for openrlhf.models.loss.ValueLoss (same constructor and forward) computing `alg`'s terms."""
+    from fipo_bench.algorithms.ppo import value_loss_terms
+
+    class RegistryValueLoss(torch.nn.Module):
+        algorithm = alg
+
+        def __init__(self, clip_eps: float | None = None, token_level_loss: bool = True) -> None:
+            super().__init__()
+            if clip_eps != alg.value_clip:
+                raise UnsupportedOption(
+                    f"OpenRLHF's --critic.value_clip {clip_eps} disagrees with {alg.name}.value_clip "
+                    f"{alg.value_clip}"
+                )
+            self.last_metrics: dict[str, torch.Tensor] = {}
+
+        def forward(self, values, old_values, returns, action_mask=None, dp_size: int = 1,
+                    batch_num_tokens=None, global_batch_size=None):
+            mask = torch.ones_like(values, dtype=torch.bool) if action_mask is None else action_mask.bool()
+            zero = torch.zeros((), dtype=torch.float32, device=values.device)
+            clean = [torch.where(mask, t.float(), zero) for t in (values, old_values.detach(), returns)]
+            per_token, clipped = value_loss_terms(*clean, alg.value_clip)
+            token_level = alg.value_loss_agg == "token-mean"
+            if not token_level:  # OpenRLHF's seq-mean-token-mean, rescaled to value_loss_agg
+                per_token = per_token * ops.seq_mean_token_mean_scale(mask, alg.value_loss_agg)
+            loss = aggregate_loss(per_token, mask, token_level_loss=token_level, dp_size=dp_size,
+                                  batch_num_tokens=batch_num_tokens, global_batch_size=global_batch_size)
+            self.last_metrics = ops.masked_fractions({"value_clip_frac": clipped}, mask)
+            return 0.5 * loss
+
+    return RegistryValueLoss
+
+
+def patch_ppo_critic(module, alg) -> None:
+    """`ValueLoss` -> `RegistryValueLoss` (`alg.value_loss`'s per-token terms under OpenRLHF's
+    `aggregate_loss`, as the policy loss). The critic's training step adds `value_clip_frac` and the
+    rollout's critic metrics to its status, so they are logged during value pretraining too (the frozen
+    actor logs nothing then). `critic_loss`, `critic_lr` and `critic_grad_norm` are OpenRLHF's own."""
+    if not alg.needs_critic:  # OpenRLHF builds no critic then; its module stays as it is
+        return
+    from openrlhf.models.loss import aggregate_loss
+
+    from fipo_bench.algorithms.ppo import CRITIC_METRICS
+
+    module.ValueLoss = make_value_loss_class(alg, aggregate_loss)
+    trainer = module.CriticPPOTrainer
+    original = trainer.training_step
+
+    @functools.wraps(original)
+    def training_step(self, experience, step, loss_batch_info=None):
+        status = original(self, experience, step, loss_batch_info)
+        status.update({key: float(value) for key, value in self.critic_loss_fn.last_metrics.items()})
+        for key in CRITIC_METRICS:  # the rollout's, set by the experience maker
+            value = experience.info.get(key)  # the replay buffer batches per-sample info as a list
+            if isinstance(value, list) and value:
+                value = torch.stack([torch.as_tensor(v) for v in value])
+            if isinstance(value, torch.Tensor):
+                status[key] = float(value.float().mean())
+        return status
+
+    trainer.training_step = training_step
 
 
 def data_parallel_size(args) -> int:
@@ -214,6 +339,14 @@ def data_parallel_size(args) -> int:
 
 
 def patch_samples_generator(module, alg) -> None:
+    """Stop after $FIPO_BENCH_MAX_STEPS rollout batches (the prompt file holds more under dynamic
+    sampling), and draw at most $FIPO_BENCH_MAX_GEN_BATCHES x batch prompts per batch (OpenRLHF refills
+    filtered prompts without a cap; after the cap the step trains on what it kept).
+
+    With more than one data-parallel rank a short batch would split unevenly over the ranks (their
+    collectives would not pair up), so there the capped step stops the job with a clear error, as verl's
+    DAPO recipe does when max_num_gen_batches runs out.
+    """
     max_steps = int(os.environ.get(ENV_MAX_STEPS, "0")) or None
     max_gen_batches = int(os.environ.get(ENV_MAX_GEN_BATCHES, "0")) or None
     start_step = int(os.environ.get(ENV_START_STEP, "0"))

@@ -1,16 +1,11 @@
 """Ray `worker_process_setup_hook`: our algorithm inside OpenRLHF's Ray workers.
 
-OpenRLHF 0.11 has no plugin API: the loss is `PolicyLoss`, constructed inside the `PolicyModelActor`
-workers (openrlhf/trainer/ray/ppo_actor.py), the advantages come from
-`RemoteExperienceMaker.compute_advantages_and_returns` inside the `PPOTrainer` actor, and prompts are
-drawn in `SamplesGenerator`. A patch in the driver never reaches those processes; this hook, named in
-`ray.init(runtime_env={"worker_process_setup_hook": ...})`, runs first in every worker process.
-
-It patches nothing itself: it registers a post-import hook for the three OpenRLHF modules above
-(patches.py does the patching, right after a module's own code ran). A process that never imports
-them, a vLLM engine among others, stays untouched and never imports deepspeed or torch through us.
-Which algorithm: $FIPO_BENCH_ALGO and its hyperparameters $FIPO_BENCH_ALGO_HPARAMS (JSON), set in the
-runtime_env by the driver; without them the hook does nothing.
+OpenRLHF 0.11 has no plugin API: the loss, the advantages and the prompt sampling live in Ray worker
+processes (`PolicyModelActor`, `PPOTrainer`), which a patch in the driver never reaches. This hook,
+named in `ray.init(runtime_env={"worker_process_setup_hook": ...})`, runs first in every worker process
+and registers a post-import hook for the OpenRLHF modules in PATCH_TARGETS (patches.py does the
+patching); a process that never imports them, a vLLM engine among others, stays untouched and
+never imports deepspeed or torch through us.
 """
 
 from __future__ import annotations
@@ -30,12 +25,16 @@ PATCH_TARGETS = {
     "openrlhf.trainer.ray.ppo_actor": "patch_ppo_actor",
     "openrlhf.trainer.ppo_utils.experience_maker": "patch_experience_maker",
     "openrlhf.trainer.ppo_utils.samples_generator": "patch_samples_generator",
+    "openrlhf.trainer.ray.ppo_critic": "patch_ppo_critic",
 }
 PATCHED_FLAG = "__fipo_bench_patched__"
 
 
 def setup_worker() -> None:
-    """The hook: patch the target modules when (or if already) imported. Idempotent."""
+    """The hook: patch the target modules when (or if already) imported. Idempotent.
+
+    Which algorithm: $FIPO_BENCH_ALGO and its hyperparameters $FIPO_BENCH_ALGO_HPARAMS (JSON), set in the
+    runtime_env by the driver; without them the hook does nothing."""
     if not os.environ.get(ENV_ALGO):
         return
     patch_on_import({name: apply_patch for name in PATCH_TARGETS}, owner=__name__)

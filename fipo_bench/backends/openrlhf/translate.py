@@ -2,20 +2,8 @@
 
 Pure: no ray, torch or openrlhf import. The flags follow OpenRLHF's dotted argument names (read from
 its 0.11.2 parser; tests/test_openrlhf_translate.py parses every emitted flag with the real parser).
-
-What each algorithm becomes (derived from its hyperparameters, not from its name):
-- advantages: `group_norm` (no critic, groups of `samples_per_prompt`); the plugin replaces the
-  computation with `alg.shape_rewards` + `alg.advantages`, so the overlong flags only mirror the
-  algorithm (OpenRLHF's own penalty is the same formula, and is what a run without the plugin does);
-- loss: `--actor.eps_clip_low_high`, `--actor.dual_clip` (where the algorithm has them; the plugin's
-  loss checks they arrive unchanged), `--actor.loss_agg_mode` (token-mean, else seq-mean-token-mean, to
-  which the plugin rescales the token-sum modes); the plugin replaces the loss with `alg.token_loss`
-  under OpenRLHF's own token normalisation, whatever the algorithm's surrogate;
-- KL (kl_coef > 0, GRPO): `--algo.kl.use_loss`, k3, `init_coef = kl_coef`, which makes OpenRLHF build
-  the reference model; kl_coef = 0 (DAPO, FIPO): `init_coef 0`, no reference model;
-- dynamic sampling: `--algo.dynamic_filtering_enable`, range (0, 1) on the reward file's `scores`
-  (correctness), after checking that `alg.keep_group` is exactly that rule.
-A setting OpenRLHF cannot express raises `UnsupportedOption` naming it.
+Each algorithm's flags are derived from its hyperparameters, not its name (`openrlhf_args`); a setting
+OpenRLHF cannot express raises `UnsupportedOption` naming it.
 """
 
 from __future__ import annotations
@@ -138,6 +126,26 @@ def prompts_needed(config, alg) -> int:
     return config.num_steps * config.rollout_batch_size * factor
 
 
+def check_critic(config, alg) -> None:
+    """What OpenRLHF's critic path cannot run, named by field."""
+    steps = alg.value_pretrain_steps
+    if steps >= config.num_steps:
+        raise UnsupportedOption(
+            f"{alg.name}.value_pretrain_steps = {steps}: in the OpenRLHF backend value pretraining takes "
+            f"the run's first steps (--critic.freezing_steps), so it must be below num_steps = "
+            f"{config.num_steps}; lower it (--set {alg.name}.value_pretrain_steps=N) or raise --steps"
+        )
+    if steps and alg.dynamic_sampling:
+        raise UnsupportedOption(
+            f"{alg.name}: value_pretrain_steps with dynamic_sampling: the frozen actor's share of each "
+            f"pretraining batch is dropped by its size, which dynamic sampling varies; turn one off"
+        )
+    if alg.value_clip is None:
+        raise UnsupportedOption(
+            f"{alg.name}.value_clip = None: OpenRLHF's --critic.value_clip takes a number; set one"
+        )
+
+
 def check_keep_group_is_range(alg, group_size: int) -> None:
     """OpenRLHF keeps a group iff 0 < mean(scores) < 1; `alg.keep_group` must agree on 0/1 scores."""
     for correct in range(group_size + 1):
@@ -161,6 +169,27 @@ def openrlhf_args(
 
     num_prompts: rows of the prompt file; OpenRLHF passes over it (episodes) until the run has had
     `prompts_needed` prompts, and its learning-rate schedule spans all those passes.
+    What each algorithm becomes (derived from its hyperparameters, not from its name):
+    - advantages: `group_norm` (no critic, groups of `samples_per_prompt`); the plugin replaces the
+      computation with `alg.shape_rewards` + `alg.advantages`, so the overlong flags only mirror the
+      algorithm (OpenRLHF's own penalty is the same formula, and is what a run without the plugin does);
+    - loss: `--actor.eps_clip_low_high`, `--actor.dual_clip` (where the algorithm has them; the plugin's
+      loss checks they arrive unchanged), `--actor.loss_agg_mode` (token-mean, else seq-mean-token-mean, to
+      which the plugin rescales the token-sum modes); the plugin replaces the loss with `alg.token_loss`
+      under OpenRLHF's own token normalisation, whatever the algorithm's surrogate;
+    - KL (kl_coef > 0, GRPO): `--algo.kl.use_loss`, k3, `init_coef = kl_coef`, which makes OpenRLHF build
+      the reference model; kl_coef = 0 (DAPO, FIPO): `init_coef 0`, no reference model;
+    - dynamic sampling: `--algo.dynamic_filtering_enable`, range (0, 1) on the reward file's `scores`
+      (correctness), after checking that `alg.keep_group` is exactly that rule.
+    - a critic (`alg.needs_critic`: PPO, VC-PPO, VAPO): `gae`, which makes OpenRLHF build its critic actors
+      from the base checkpoint (`--critic.model_name_or_path`, a value head on the last hidden state) with
+      their own AdamW at `critic_lr_scale` x the actor's learning rate; `--algo.advantage.gamma/lambd` and
+      `--critic.value_clip` mirror the algorithm (the plugin computes the advantages and returns with
+      `alg.advantages_and_returns`, per-response lambdas included, and replaces OpenRLHF's `ValueLoss` with
+      `alg.value_loss`'s terms). Value pretraining is OpenRLHF's own `--critic.freezing_steps`: the actor
+      stays frozen for the run's first `value_pretrain_steps` steps (so those rollouts are the initial
+      policy's) while the critic trains; they count among `num_steps`, so the policy takes
+      num_steps - value_pretrain_steps update steps.
     """
     if num_prompts < config.rollout_batch_size:
         raise UnsupportedOption(
@@ -240,6 +269,26 @@ def openrlhf_args(
         args.update({"algo.kl.use_loss": True, "algo.kl.estimator": "k3", "algo.kl.init_coef": hp["kl_coef"]})
     else:
         args["algo.kl.init_coef"] = 0.0
+    if alg.needs_critic:
+        check_critic(config, alg)
+        args.update(
+            {
+                "algo.advantage.estimator": "gae",
+                "algo.advantage.gamma": hp["gamma"],
+                "algo.advantage.lambd": hp["lam_critic"],  # the plugin computes the actor's lambdas itself
+                "critic.model_name_or_path": model,
+                "critic.value_clip": hp["value_clip"],
+                "critic.adam.lr": config.lr * hp["critic_lr_scale"],
+                "critic.adam.betas": (0.9, 0.999),
+                "critic.adam.weight_decay": config.weight_decay,
+                "critic.max_norm": config.grad_clip,
+                "critic.lr_scheduler": "constant_with_warmup",
+                "critic.lr_warmup_ratio": warmup_ratio,
+                # OpenRLHF trains the actor at global_step > freezing_steps, its first step being
+                # global_step 0 (logged as step 1): P - 1 freezes the first P steps, -1 (its default) none.
+                "critic.freezing_steps": hp["value_pretrain_steps"] - 1,
+            }
+        )
     if alg.dynamic_sampling:
         check_keep_group_is_range(alg, n)
         args.update({"algo.dynamic_filtering_enable": True, "algo.dynamic_filtering_range": (0.0, 1.0)})
@@ -257,6 +306,11 @@ def openrlhf_args(
             "actor.num_gpus_per_node": layout.gpus_per_node,
             "ref.num_nodes": layout.num_nodes,
             "ref.num_gpus_per_node": layout.gpus_per_node,
+            **(
+                {"critic.num_nodes": layout.num_nodes, "critic.num_gpus_per_node": layout.gpus_per_node}
+                if alg.needs_critic
+                else {}
+            ),
             "vllm.num_engines": layout.vllm_engines,
             "vllm.tensor_parallel_size": layout.vllm_tensor_parallel,
         }
