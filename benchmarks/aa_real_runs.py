@@ -33,18 +33,18 @@ import numpy as np
 
 
 def train(preset: str, algo: str, seeds: list[int], steps: int, run_name: str, output_dir: Path) -> Path:
-    from fipo_bench.backends.local.matrix import Execution, run_matrix
+    from fipo_bench.backends import Execution, get_backend
     from fipo_bench.config import build_config
 
     options = {"algos": algo, "seeds": ",".join(map(str, seeds)), "num_steps": steps, "run_name": run_name,
                "output_dir": str(output_dir)}
     cfg = build_config(preset, options=options)
     command = ["fipo-bench", "run", "--preset", preset, "--algos", algo, "--steps", str(steps)]
-    root, results = run_matrix(cfg, command=command, execution=Execution(max_parallel=1))
-    failed = [r for r in results if r.status != "completed"]
+    outcome = get_backend("local").run(cfg, Execution(max_parallel=1), command=command)
+    failed = [r for r in outcome.runs if r.status != "completed"]
     if failed:
         raise SystemExit(f"runs did not complete: {failed}")
-    return root
+    return outcome.root
 
 
 def splits(n_runs: int, group: int, limit: int,

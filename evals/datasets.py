@@ -16,22 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fipo_bench.evals.compare import parse_number
+from fipo_bench.evals.problem import Problem
 from fipo_bench.evals.prompts import TEMPLATES
 from fipo_bench.hub import check_hub_reachable
 
 DATA_DIR_ENV = "FIPO_BENCH_DATA"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One evaluation problem."""
-
-    id: str
-    """Stable identifier: the dataset's own id field when it has one, else the 0-based row index."""
-    problem: str
-    """Problem statement (no prompt template applied)."""
-    answer: str
-    """Gold answer, normalized for the dataset (see the module docstring)."""
 
 
 @dataclass(frozen=True)

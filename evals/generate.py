@@ -9,6 +9,7 @@ for the whole batch). torch, transformers and vllm are imported inside the funct
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -108,7 +109,6 @@ def generate(
 
 def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Generation]]:
     from transformers import GenerationConfig
-    from vllm import LLM
     from vllm import SamplingParams as VllmSamplingParams
 
     from fipo_bench import models
@@ -124,7 +124,7 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
     # The same stop tokens as the transformers backend (an end-of-turn token the checkpoint's
     # generation config does not list would otherwise run on to the budget).
     stop_ids = models.stop_token_ids(tokenizer, generation_config)
-    llm = LLM(model=checkpoint, seed=config.seed, **_vllm_device_options())
+    llm = _vllm_engine(checkpoint, config.seed)
     requests = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
     results: list[list[Generation | None]] = [[None] * config.k for _ in prompts]
     chunk = 512  # vLLM schedules a whole chunk at once; chunks only pace the progress bar
@@ -151,6 +151,25 @@ def _generate_vllm(checkpoint, prompts, config, on_progress) -> list[list[Genera
         if on_progress:
             on_progress(len(part))
     return results  # type: ignore[return-value]
+
+
+_ENGINE: tuple[tuple[str, int], object] | None = None
+"""(checkpoint, seed) and its vLLM engine, kept for the next evaluation of the same checkpoint in this
+process: starting an engine (load, profile, KV cache) costs more than a short evaluation, and a sample
+depends only on its request's own seed, so evaluations with other settings can share it."""
+
+
+def _vllm_engine(checkpoint: str, seed: int):
+    global _ENGINE
+    from vllm import LLM
+
+    key = (str(checkpoint), seed)
+    if _ENGINE is None or _ENGINE[0] != key:
+        if _ENGINE is not None:  # the previous engine's memory is freed before the next one starts
+            _ENGINE = None
+            gc.collect()
+        _ENGINE = (key, LLM(model=checkpoint, seed=seed, **_vllm_device_options()))
+    return _ENGINE[1]
 
 
 CPU_KV_CACHE_BYTES = 1 << 30

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from fipo_bench.evals.problem import Problem
 from fipo_bench.evals.procedural_check import TASKS_EXTRA_HINT, ProceduralGold
 
 PREFIX = "rg:"
@@ -214,8 +215,6 @@ def generate(spec: ProceduralSpec, split: str, *, level: int | None = None,
     """The problems of `split` ("train" or "eval") among the spec's `size` generated ones, in generation
     order, repeated questions kept once; the first `limit` of them (generation stops there). Problem ids
     are the generator's indices."""
-    from fipo_bench.evals.datasets import Problem
-
     if split not in ("train", "eval"):
         raise ValueError(f"{spec.name}: split must be 'train' or 'eval', got {split!r}")
     reasoning_gym, _ = _reasoning_gym()

@@ -18,6 +18,10 @@ from typing import Any
 
 from fipo_bench.config import ConfigError, RunConfig
 
+REWARD_CORRECT, REWARD_INCORRECT = 1.0, -1.0
+"""The reward of a correct and of any other response, in every backend: DAPO (arXiv 2503.14476) eq. 9,
+rule-based +1 / -1."""
+
 
 @dataclass
 class Verdict:

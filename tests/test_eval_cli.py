@@ -2,7 +2,9 @@
 `fipo-bench score` on handmade generations."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -343,8 +345,11 @@ def test_vllm_path_with_a_fake_vllm(monkeypatch):
             self.__dict__.update(kwargs)
 
     class FakeLLM:
+        started: ClassVar[list] = []
+
         def __init__(self, model, seed, **options):
             self.model, self.seed = model, seed
+            self.started.append((model, seed))
             assert options == {"enforce_eager": True, "kv_cache_memory_bytes": 1 << 30}
 
         def generate(self, prompts, params, use_tqdm):
@@ -372,6 +377,7 @@ def test_vllm_path_with_a_fake_vllm(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm.platforms", cpu)
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     monkeypatch.setattr(models, "load_tokenizer", lambda checkpoint: FakeTokenizer())
+    monkeypatch.setattr(generate_module, "_ENGINE", None)
     config = SamplingConfig(k=3, temperature=0.5, top_p=0.9, max_new_tokens=7, seed=11)
     progress = []
     result = generate_module.generate(
@@ -385,6 +391,12 @@ def test_vllm_path_with_a_fake_vllm(monkeypatch):
             assert generation.text == f"p{i}|{seed}"
             assert generation.num_tokens == seed % 7 + 1
             assert generation.truncated == bool(seed % 2)
+    # The engine is kept for the next evaluation of the same checkpoint and seed; another starts anew.
+    assert generate_module.generate("ckpt", ["p0", "p1"], config, backend="vllm") == result
+    assert FakeLLM.started == [("ckpt", 11)]
+    generate_module.generate("other", ["p0"], config, backend="vllm")
+    generate_module.generate("other", ["p0"], replace(config, seed=12), backend="vllm")
+    assert FakeLLM.started == [("ckpt", 11), ("other", 11), ("other", 12)]
 
 
 def test_auto_backend_is_transformers_without_a_gpu():

@@ -7,6 +7,7 @@ within sampling noise. Without the CPU engine options (eager mode, a bounded KV 
 start here ("less than requested memory for kv").
 """
 
+import json
 import math
 import os
 import subprocess
@@ -39,23 +40,36 @@ def checkpoint_and_problems(tmp_path_factory):
     return checkpoint, problems
 
 
-def evaluate(checkpoint, problems, out, backend, *options, max_new_tokens=MAX_NEW_TOKENS):
+# One process per backend runs `fipo-bench eval` for every setting, so vLLM's import and its engine start
+# (fipo_bench.evals.generate keeps the engine for the same checkpoint) are paid once.
+EVALUATIONS = "import json, sys\nfrom fipo_bench.cli import app\n" \
+              "for argv in json.loads(sys.argv[1]):\n    app(argv, standalone_mode=False)\n"
+
+
+def evaluate(checkpoint, problems, out, backend, settings):
+    """{name: (rows sorted by problem and sample, summary)} for `settings` = {name: (options, max tokens)}."""
     env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # our own default applies
-    command = [sys.executable, "-m", "fipo_bench.cli", "eval", str(checkpoint), "--dataset", str(problems),
-               "--template", "raw", "--max-new-tokens", str(max_new_tokens), "--backend", backend,
-               "--out", str(out), *options]
-    result = subprocess.run(command, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                            timeout=900)
+    commands = [["eval", str(checkpoint), "--dataset", str(problems), "--template", "raw", "--max-new-tokens",
+                 str(max_new_tokens), "--backend", backend, "--out", str(out / name), *options]
+                for name, (options, max_new_tokens) in settings.items()]
+    result = subprocess.run([sys.executable, "-c", EVALUATIONS, json.dumps(commands)],
+                            env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows, summary = read_eval_dir(out)
-    return sorted(rows, key=lambda r: (r["problem_id"], r["sample_index"])), summary
+    evaluated = {}
+    for name in settings:
+        rows, summary = read_eval_dir(out / name)
+        evaluated[name] = sorted(rows, key=lambda r: (r["problem_id"], r["sample_index"])), summary
+    return evaluated
+
+
+SETTINGS = {"greedy": (["--preset", "greedy"], MAX_NEW_TOKENS),
+            "k4": (["--k", "4", "--temperature", "1.0", "--top-p", "1.0"], SAMPLED_MAX_NEW_TOKENS)}
 
 
 def test_eval_with_real_vllm(checkpoint_and_problems, tmp_path):
     checkpoint, problems = checkpoint_and_problems
-    greedy = {b: evaluate(checkpoint, problems, tmp_path / f"greedy-{b}", b, "--preset", "greedy")
-              for b in ("vllm", "transformers")}
-    (vllm_rows, vllm_summary), (hf_rows, hf_summary) = greedy["vllm"], greedy["transformers"]
+    results = {b: evaluate(checkpoint, problems, tmp_path / b, b, SETTINGS) for b in ("vllm", "transformers")}
+    (vllm_rows, vllm_summary), (hf_rows, _) = results["vllm"]["greedy"], results["transformers"]["greedy"]
     assert len(vllm_rows) == len(hf_rows) == 16
     fields = ("response", "num_tokens", "truncated")
     same = [[v[f] for f in fields] == [h[f] for f in fields] for v, h in zip(vllm_rows, hf_rows, strict=True)]
@@ -66,10 +80,7 @@ def test_eval_with_real_vllm(checkpoint_and_problems, tmp_path):
     assert any(r["num_tokens"] == MAX_NEW_TOKENS and not r["truncated"] for r in vllm_rows)  # ended on time
     check_token_counts(checkpoint, vllm_rows)
 
-    sampled = {b: evaluate(checkpoint, problems, tmp_path / f"k4-{b}", b, "--k", "4", "--temperature", "1.0",
-                           "--top-p", "1.0", max_new_tokens=SAMPLED_MAX_NEW_TOKENS)
-               for b in ("vllm", "transformers")}
-    (vllm_rows, vllm_summary), (hf_rows, hf_summary) = sampled["vllm"], sampled["transformers"]
+    (vllm_rows, vllm_summary), (hf_rows, hf_summary) = results["vllm"]["k4"], results["transformers"]["k4"]
     assert vllm_summary["k"] == 4 and len(vllm_rows) == len(hf_rows) == 64
     n = len(vllm_rows)
     p = (vllm_summary["avg_at_k"] + hf_summary["avg_at_k"]) / 2

@@ -203,13 +203,13 @@ def test_dry_run_prints_every_job_without_ray_or_openrlhf(tmp_path):
     and neither ray, openrlhf, deepspeed nor vllm imported."""
     code = f"""
 import sys
+from fipo_bench.backends import Execution, get_backend
 from fipo_bench.config import RunConfig
-from fipo_bench.backends.openrlhf import launch
 cfg = RunConfig(run_name="dry", output_dir={str(tmp_path)!r}, algos=("grpo", "fipo"), seeds=(0, 1),
                 num_steps=4,
                 device="cuda", recompute_old_logp=True, rollout_batch_size=8, mini_batch_size=4, eval_every=2,
                 algo_overrides={{"fipo": {{"overlong_buffer": 12}}}})
-launch(cfg, dry_run=True)
+print(get_backend("openrlhf").plan(cfg, Execution()).describe())
 print("HEAVY", sorted(m for m in ("ray", "openrlhf", "deepspeed", "vllm") if m in sys.modules))
 """
     out = subprocess.run(

@@ -1,6 +1,7 @@
 """`fipo-bench run`: train every algorithm x seed under identical conditions and compare them.
 
-Module-level imports stay light (typer, rich, stdlib); torch and the trainer load inside `run`.
+The backend (fipo_bench.backends) checks and trains; this module draws its progress and summary.
+Module-level imports stay light (typer, rich, stdlib); a backend, torch and the trainer load inside `run`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from fipo_bench.backends.local.matrix import Reporter
+from fipo_bench.backends import Execution, MatrixInterrupted, Reporter, get_backend
 from fipo_bench.commands.errors import fail
 
 console = Console(stderr=True)
@@ -278,48 +279,21 @@ def run(
                       f"{', '.join(cfg.eval_datasets)} (an rg: dataset's eval split, which shares no "
                       "question with any train split)", markup=False, highlight=False, soft_wrap=True)
 
-    if cfg.backend == "openrlhf":
-        from fipo_bench.backends.openrlhf import launch
-
-        try:
-            out = launch(cfg, dry_run=dry_run, ray_address=ray_address)
-        except (ConfigError, RunLockedError) as e:
-            fail(e)
-        console.print(f"run directory: {out}", markup=False, soft_wrap=True)
-        if dry_run:
-            return
-        from fipo_bench.io import read_json
-
-        if read_json(out / "run.json")["status"] != "completed":
-            console.print(f"failed runs: see {out}/*/status.json", markup=False, soft_wrap=True)
-            raise typer.Exit(1)
-        from fipo_bench.report import write_report
-
-        console.print(f"report: {write_report(out) / 'report.html'}", markup=False, soft_wrap=True)
-        return
-
-    from fipo_bench.backends.local.matrix import Execution, MatrixInterrupted, plan_matrix, run_matrix
-
+    selected = get_backend(cfg.backend)
     execution = Execution(max_parallel=max_parallel, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                           ray_address=ray_address)
     if dry_run:
         try:
-            plan = plan_matrix(cfg, execution)
+            plan = selected.plan(cfg, execution)
         except ConfigError as e:
             fail(e)
-        console.print_json(cfg.to_json())
-        for note in plan.notes:
-            console.print(f"note: {note}", markup=False, soft_wrap=True)
-        console.print(f"would run {plan.describe()}", markup=False, highlight=False, soft_wrap=True)
-        console.print("dry run: every check passed (algorithms and their settings, the base model, the "
-                      "datasets, existing run directories); nothing was trained or written", markup=False,
-                      soft_wrap=True)
+        print(plan.describe())
         return
 
     command = ["fipo-bench", *sys.argv[1:]]
     reporter = RichReporter(console)
     try:
-        root, results = run_matrix(cfg, reporter=reporter, command=command, execution=execution)
+        outcome = selected.run(cfg, execution, reporter=reporter, command=command)
     except (ConfigError, RunLockedError) as e:
         fail(e)
     except MatrixInterrupted as e:
@@ -337,11 +311,11 @@ def run(
         raise typer.Exit(130) from None
     finally:
         reporter.close()
-    console.print(summary_table(results))
-    console.print(f"results: {root}", markup=False, highlight=False, soft_wrap=True)
+    console.print(summary_table(outcome.runs))
+    console.print(f"results: {outcome.root}", markup=False, highlight=False, soft_wrap=True)
     from fipo_bench.report import write_report
 
-    out = write_report(root)
+    out = write_report(outcome.root)
     console.print(f"report: {out / 'report.html'}", markup=False, highlight=False, soft_wrap=True)
-    if any(r.status == "failed" for r in results):
+    if outcome.failed:
         raise typer.Exit(1)

@@ -1,5 +1,6 @@
 """The local backend: one process per run on this machine's CPU or GPU.
 
-`trainer` holds the training loop of one run (sample, score, advantages, updates); `matrix` plans and runs
-the algorithms x seeds matrix, one run after the other or two and more at once through `ray_dispatch`.
+`matrix` is the backend (`LocalBackend`: checks, then the algorithms x seeds matrix); each run is
+`one_run.execute`, called in the matrix's process one after the other, or as Ray tasks by `ray_dispatch`
+(two and more at once); `trainer` is the training loop of one run.
 """

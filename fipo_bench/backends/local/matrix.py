@@ -4,7 +4,7 @@ Layout and schemas: results/README.md (written through fipo_bench.results). Fair
 seed starts from the same base checkpoint; prompts and sampling depend only on (seed, step)
 (fipo_bench.backends.local.trainer), so all algorithms see the same prompt order and the same first rollout.
 
-Every run is one call of `execute(spec, reporter)`. The matrix dispatches those calls either here, one
+Every run is one call of `one_run.execute(spec, reporter)`. The matrix dispatches those calls either here, one
 after the other (one run, or `--max-parallel 1`), or as Ray tasks (ray_dispatch): the
 dispatch is the only code the two paths do not share. Before the first run starts the driver checks
 everything a run would check (algorithms and their settings, the model, the datasets, the config of an
@@ -27,83 +27,43 @@ how to resume. (A Ray worker that dies is retried once from its checkpoint, then
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fipo_bench import results
+from fipo_bench.backends.base import (
+    Backend,
+    Execution,
+    MatrixInterrupted,
+    MatrixResult,
+    Plan,
+    Reporter,
+)
+from fipo_bench.backends.local.one_run import RunSpec, execute, mark_interrupted, where_stopped
+from fipo_bench.backends.local.ray_dispatch import run_on_ray
 from fipo_bench.config import ConfigError, RunConfig
 from fipo_bench.results import RunDir
 from fipo_bench.tasks import load_task, prepare_base
 
 
-class Reporter:
-    """Progress hooks (the runner works without one). Per-run hooks name the run, so that a Ray worker's
-    events can be forwarded to the driver's reporter unchanged."""
+class LocalBackend(Backend):
+    """`--backend local`: the matrix below, behind the backend contract (fipo_bench.backends.base)."""
 
-    def phase(self, text: str) -> None: ...
-    def warmup_progress(self, done: int, total: int, metrics: dict) -> None: ...
-    def matrix_started(self, runs: list[str], total_steps: int, parallel: int) -> None: ...
-    def run_started(self, run: str, step: int) -> None: ...
-    def run_step(self, run: str, step: int, metrics: dict) -> None: ...
-    def run_eval(self, run: str, dataset: str, step: int) -> None: ...
-    def run_finished(self, run: str, status: str, step: int) -> None: ...
-    def message(self, text: str) -> None: ...
+    name = "local"
 
+    def plan(self, config: RunConfig, execution: Execution) -> LocalPlan:
+        return plan_matrix(config, execution)
 
-@dataclass(frozen=True)
-class Execution:
-    """How the matrix runs. Only `cpus_per_run` (torch's thread count) can change a number."""
-
-    max_parallel: int | None = None
-    """Runs at once; None = as many as the resources allow; 1 = one after the other in this process."""
-    cpus_per_run: int = 1
-    """CPU cores (torch threads) of each run; the same in both paths, so results do not depend on
-    max_parallel."""
-    gpus_per_run: float | None = None
-    """GPUs of each run under Ray; None = 1 when the device is CUDA, else 0."""
-    ray_address: str | None = None
-    """Join this Ray cluster; None = a local Ray started and stopped by the command."""
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One algorithm x seed, everything its process needs (picklable: it travels to Ray workers)."""
-
-    cfg: RunConfig
-    alg: Any  # fipo_bench.algorithms.base.Algorithm, built and validated by the driver
-    seed: int
-    base: str
-    run_dir: Path
-    threads: int
-
-    @property
-    def name(self) -> str:
-        return self.run_dir.name
+    def run(self, config: RunConfig, execution: Execution, *, reporter: Reporter | None = None,
+            command: list[str] | None = None) -> MatrixResult:
+        return run_matrix(config, reporter=reporter, command=command, execution=execution)
 
 
 @dataclass
-class RunResult:
-    algo: str
-    seed: int
-    status: str
-    step: int
-    error: str | None = None
-    evals: list[dict] = field(default_factory=list)
-    wall_time_s: float = 0.0
-
-    @property
-    def name(self) -> str:
-        return results.run_dir_name(self.algo, self.seed)
-
-
-@dataclass
-class Plan:
+class LocalPlan(Plan):
     """What a matrix will do, after every check that can fail before step 1."""
 
     cfg: RunConfig
@@ -114,7 +74,7 @@ class Plan:
     execution: Execution
     notes: list[str] = field(default_factory=list)
 
-    def describe(self) -> str:
+    def runs(self) -> str:
         runs = [results.run_dir_name(a, s) for s in self.cfg.seeds for a in self.cfg.algos]
         how = ("one after the other in this process" if self.mode == "in-process" else
                f"on Ray ({self.execution.ray_address or 'a local Ray started for this command'}), "
@@ -122,19 +82,17 @@ class Plan:
         threads = f"{self.execution.cpus_per_run} CPU thread{'s' * (self.execution.cpus_per_run != 1)}"
         return f"{len(runs)} runs into {self.root}/, {how}, {threads} each: {', '.join(runs)}"
 
-
-class MatrixInterrupted(Exception):
-    """Ctrl-C: every unfinished run is marked "interrupted"; `stops` says where each one stopped."""
-
-    def __init__(self, root: Path, stops: list[str]):
-        super().__init__(f"interrupted: {root}")
-        self.root, self.stops = root, stops
+    def describe(self) -> str:
+        return "\n".join([self.cfg.to_json().rstrip(), *(f"note: {note}" for note in self.notes),
+                          f"would run {self.runs()}",
+                          "dry run: every check passed (algorithms and their settings, the base model, the "
+                          "datasets, existing run directories); nothing was trained or written"])
 
 
 # -- checks before step 1 ------------------------------------------------------------------------------
 
 
-def plan_matrix(cfg: RunConfig, execution: Execution = Execution()) -> Plan:
+def plan_matrix(cfg: RunConfig, execution: Execution = Execution()) -> LocalPlan:
     """Every check the matrix runs before its first step; raises ConfigError naming the field or file."""
     import torch
 
@@ -162,7 +120,7 @@ def plan_matrix(cfg: RunConfig, execution: Execution = Execution()) -> Plan:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
     mode, parallel, notes = _dispatch_mode(cfg, execution, len(cfg.algos) * len(cfg.seeds))
-    return Plan(cfg, root, algorithms, mode, parallel, execution, notes)
+    return LocalPlan(cfg, root, algorithms, mode, parallel, execution, notes)
 
 
 def _dispatch_mode(cfg: RunConfig, execution: Execution, num_runs: int) -> tuple[str, int, list[str]]:
@@ -224,151 +182,12 @@ def local_cores() -> int:
         return os.cpu_count() or 1
 
 
-# -- one run ------------------------------------------------------------------------------------------
-
-
-LOCK_WAIT_S = 30.0
-"""How long a run waits for its directory's lock: a retried Ray task may start while the killed worker's
-process is still being reaped."""
-
-
-def execute(spec: RunSpec, reporter: Reporter) -> RunResult:
-    """Train (or resume, or skip) one algorithm x seed, with torch pinned to `spec.threads` threads;
-    never raises except for Ctrl-C (which marks the run "interrupted" first)."""
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the per-checkpoint "Loading weights" bars drown our own
-    threads = torch.get_num_threads()
-    torch.set_num_threads(spec.threads)
-    try:
-        with RunDir(spec.run_dir).lock(wait_s=LOCK_WAIT_S):
-            return _train(spec, reporter)
-    except results.RunLockedError as e:
-        return RunResult(spec.alg.name, spec.seed, "failed", 0, str(e))
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(spec: RunSpec, reporter: Reporter) -> RunResult:
-    from fipo_bench.backends.local.trainer import LocalTrainer, NonFiniteLossError
-    from fipo_bench.evals.io import read_eval_dir
-    from fipo_bench.evals.metrics import summarize_generations
-
-    cfg, alg, seed, name = spec.cfg, spec.alg, spec.seed, spec.name
-    run = RunDir(spec.run_dir)
-    started = time.perf_counter()
-    status = run.status()
-    if status and status.get("status") == "completed":
-        reporter.message(f"{name}: already completed, skipped")
-        reporter.run_finished(name, "completed", status.get("step", cfg.num_steps))
-        return RunResult(alg.name, seed, "completed", status.get("step", cfg.num_steps), evals=run.evals())
-    run.write_config(results.run_config_record(cfg, alg, seed, spec.base))
-    start_step, checkpoint = run.resume_point()
-    evals = run.rewind(start_step)
-    run.set_status("running", start_step)
-    if checkpoint is not None:
-        reporter.message(f"{name}: resuming from step {start_step}")
-    reporter.run_started(name, start_step)
-    step = start_step
-
-    def stopped(status: str, message: str, **extra) -> RunResult:
-        resume = run.resume_point()[0]
-        run.set_status(status, resume, message, **extra)
-        return RunResult(alg.name, seed, status, resume, message, evals, time.perf_counter() - started)
-
-    try:
-        task = load_task(cfg)
-        trainer = LocalTrainer(cfg, alg, seed, spec.base, task, resume_from=checkpoint)
-        done_evals = {(row["step"], row["dataset"]) for row in evals}
-        eval_max_new = cfg.eval_max_response_length or cfg.max_response_length
-        sampling = {"temperature": cfg.eval_temperature, "top_p": cfg.eval_top_p,
-                    "max_new_tokens": eval_max_new, "seed": seed,
-                    "template": cfg.prompt_template if cfg.model else "tiny"}
-
-        def evaluate(step: int) -> None:
-            for dataset, problems in task.evals.items():
-                if (step, dataset) in done_evals:
-                    continue
-                reporter.run_eval(name, dataset, step)
-                shared = run.shared_base_eval(dataset) if step == 0 else None
-                if shared is not None:
-                    rows, summary = read_eval_dir(shared)
-                else:
-                    rows = trainer.evaluate(problems, k=cfg.eval_k, temperature=cfg.eval_temperature,
-                                            top_p=cfg.eval_top_p, max_new_tokens=eval_max_new,
-                                            seed_parts=(seed, dataset))
-                    checkpoint = spec.base if step == 0 else str(run.checkpoint(step))
-                    summary = summarize_generations(rows, dataset=dataset, checkpoint=checkpoint,
-                                                    k=cfg.eval_k, sampling=sampling)
-                evals.append(run.write_eval(step, dataset, rows, summary))
-                done_evals.add((step, dataset))
-
-        if start_step == 0:
-            evaluate(0)
-            pretrain = trainer.pretrain_critic()  # value pretraining (with a critic): fresh runs only
-            if pretrain:
-                run.write_value_pretrain(pretrain)
-        for step in range(start_step + 1, cfg.num_steps + 1):
-            metrics = trainer.train_step(step)
-            bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
-            if bad:
-                raise NonFiniteLossError(f"non-finite metrics {bad}")
-            run.append_metrics(metrics)
-            last = step == cfg.num_steps
-            if last or (cfg.eval_every and step % cfg.eval_every == 0):
-                evaluate(step)
-            if last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                trainer.save_checkpoint(run.checkpoint(step), step)
-                run.prune_checkpoints(cfg.keep_checkpoints)
-                run.set_status("running", step)
-            reporter.run_step(name, step, metrics)
-    except KeyboardInterrupt:
-        result = stopped("interrupted", f"interrupted during step {step}")
-        reporter.run_finished(name, "interrupted", result.step)
-        raise
-    except NonFiniteLossError as e:
-        resume = run.resume_point()[0]
-        kept = f"checkpoints/step-{resume}" if resume else "the base checkpoint (no checkpoint yet)"
-        result = stopped("failed", f"step {step}: {e}; stopped this run; last good checkpoint: {kept}")
-    except Exception as e:  # a bug, out of memory, a broken file: this run fails, the others go on
-        result = stopped("failed", f"step {step}: {type(e).__name__}: {e}", traceback=traceback.format_exc())
-    else:
-        run.set_status("completed", cfg.num_steps)
-        if cfg.keep_checkpoints:
-            run.drop_resume_state(cfg.num_steps)
-        result = RunResult(alg.name, seed, "completed", cfg.num_steps, None, evals,
-                           time.perf_counter() - started)
-    if result.status == "failed":
-        reporter.message(f"{name} failed: {result.error}")
-    reporter.run_finished(name, result.status, result.step)
-    return result
-
-
-def run_lost(spec: RunSpec, reason: str) -> RunResult:
-    """Record a run whose process died (the driver writes its status, the worker no longer can)."""
-    run = RunDir(spec.run_dir)
-    resume = run.resume_point()[0]
-    message = f"{reason}; last checkpoint: step {resume}"
-    run.set_status("failed", resume, message)
-    return RunResult(spec.alg.name, spec.seed, "failed", resume, message, run.evals())
-
-
-def mark_interrupted(spec: RunSpec) -> None:
-    """A run left "running" by a process that was stopped from outside."""
-    run = RunDir(spec.run_dir)
-    status = run.status()
-    if status and status.get("status") == "running":
-        resume = run.resume_point()[0]
-        run.set_status("interrupted", resume, f"interrupted during step {run.last_logged_step() + 1}")
-
-
 # -- the matrix ---------------------------------------------------------------------------------------
 
 
 def run_matrix(cfg: RunConfig, *, reporter: Reporter | None = None, command: list[str] | None = None,
-               execution: Execution = Execution()) -> tuple[Path, list[RunResult]]:
-    """Run every algorithm x seed of `cfg`; returns (results/<run>/, one result per run)."""
+               execution: Execution = Execution()) -> MatrixResult:
+    """Run every algorithm x seed of `cfg`; returns results/<run>/ and one result per run."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the per-checkpoint "Loading weights" bars drown our own
@@ -404,29 +223,18 @@ def run_matrix(cfg: RunConfig, *, reporter: Reporter | None = None, command: lis
             if plan.mode == "in-process" or (len(pending) <= 1 and execution.ray_address is None):
                 outcomes.update({spec.name: execute(spec, reporter) for spec in pending})
             else:
-                from fipo_bench.backends.local.ray_dispatch import run_on_ray
-
-                ray_results = run_on_ray(pending, reporter, plan)
+                ray_results = run_on_ray(pending, reporter, root=root, execution=execution,
+                                         parallel=plan.parallel, gpus=gpus_per_run(cfg, execution),
+                                         local_cpus=local_cores())
                 outcomes.update(zip([s.name for s in pending], ray_results, strict=True))
         except KeyboardInterrupt:
             for spec in specs:
                 mark_interrupted(spec)
             results.finish_matrix(root, meta, "interrupted")
-            raise MatrixInterrupted(root, [_where(spec) for spec in specs]) from None
+            raise MatrixInterrupted(root, [where_stopped(spec) for spec in specs]) from None
         except BaseException:
             results.finish_matrix(root, meta, "failed")
             raise
-        ordered = [outcomes[s.name] for s in specs]
-        failed = any(r.status == "failed" for r in ordered)
-        results.finish_matrix(root, meta, "failed" if failed else "completed")
-    return root, ordered
-
-
-def _where(spec: RunSpec) -> str:
-    status = RunDir(spec.run_dir).status()
-    if status is None:
-        return f"{spec.name}: not started"
-    if status["status"] in ("completed", "failed"):
-        return f"{spec.name}: {status['status']}"
-    stopped = status.get("error") or status["status"]
-    return f"{spec.name}: {stopped}, resumes after step {status.get('step', 0)}"
+        outcome = MatrixResult(root, [outcomes[s.name] for s in specs])
+        results.finish_matrix(root, meta, "failed" if outcome.failed else "completed")
+    return outcome

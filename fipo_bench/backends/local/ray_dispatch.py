@@ -1,6 +1,6 @@
 """The Ray dispatch of the local matrix: every algorithm x seed is one Ray task with declared resources.
 
-Only the matrix (matrix.py) imports this module, and only for two or more runs at once; `ray` itself is
+Only the matrix (matrix.py) calls this module, and only for two or more runs at once; `ray` itself is
 imported inside the functions (an optional dependency: pip install -e '.[ray]').
 
 - Resources: a task asks for `cpus_per_run` CPUs (the run pins torch to as many threads, so runs never
@@ -19,11 +19,11 @@ imported inside the functions (an optional dependency: pip install -e '.[ray]').
   use absolute ones on a cluster.
 - Progress: a worker's reporter events go through a Ray queue actor to the driver's reporter (one live
   view); workers print nothing (their logs stay in Ray's session directory).
-- Failures: an exception inside a run is that run's result ("failed", matrix.execute). A
+- Failures: an exception inside a run is that run's result ("failed", one_run.execute). A
   worker process that dies (out of memory, kill -9, a lost node) is retried once by Ray, resuming from
   the run's last checkpoint; a second loss marks the run failed. The other runs go on either way.
 - Ctrl-C: the driver cancels the tasks (their workers are killed, so no one writes afterwards); the
-  runner then marks the unfinished runs "interrupted".
+  matrix then marks the unfinished runs "interrupted".
 - kill -9 of the driver: the local Ray's processes are the driver's and die with it, its workers within
   seconds (their run directories' locks with them); unfinished runs stay "running" and the same command
   resumes each from its newest checkpoint. On a joined cluster Ray kills a dead driver's tasks likewise.
@@ -38,16 +38,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from fipo_bench.backends.local.matrix import (
-    Plan,
-    Reporter,
-    RunResult,
-    RunSpec,
-    execute,
-    gpus_per_run,
-    local_cores,
-    run_lost,
-)
+from fipo_bench.backends.base import Execution, Reporter, RunResult
+from fipo_bench.backends.local.one_run import RunSpec, execute, run_lost
 from fipo_bench.config import ConfigError
 
 MAX_RETRIES = 1
@@ -58,20 +50,22 @@ PROBE_DIR = ".probe"
 PROBE_TIMEOUT_S = 120.0
 
 
-def run_on_ray(specs: list[RunSpec], reporter: Reporter, plan: Plan) -> list[RunResult]:
-    """Run `specs` as Ray tasks, at most plan.parallel at once; returns their results in order."""
+def run_on_ray(specs: list[RunSpec], reporter: Reporter, *, root: Path, execution: Execution, parallel: int,
+               gpus: float, local_cpus: int) -> list[RunResult]:
+    """Run `specs` as Ray tasks, at most `parallel` at once, each with execution.cpus_per_run CPUs and
+    `gpus` GPUs (a local Ray gets `local_cpus` CPUs); returns their results in order."""
     import ray
 
-    started_here = _connect(plan)
+    started_here = _connect(execution.ray_address, local_cpus)
     try:
-        check_shared_results(plan.root, specs[0].base)
-        return _dispatch(specs, reporter, plan)
+        check_shared_results(root, specs[0].base)
+        return _dispatch(specs, reporter, parallel, {"num_cpus": execution.cpus_per_run, "num_gpus": gpus})
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _connect(plan: Plan) -> bool:
+def _connect(ray_address: str | None, local_cpus: int) -> bool:
     """Join or start Ray; True when this call started it (and the caller must stop it)."""
     import ray
 
@@ -80,12 +74,12 @@ def _connect(plan: Plan) -> bool:
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     with warnings.catch_warnings():  # Ray's notice about future CUDA_VISIBLE_DEVICES behaviour
         warnings.simplefilter("ignore", FutureWarning)
-        if plan.execution.ray_address:
-            ray.init(address=plan.execution.ray_address, **options)
+        if ray_address:
+            ray.init(address=ray_address, **options)
         else:
             import torch
 
-            ray.init(address="local", num_cpus=local_cores(), num_gpus=torch.cuda.device_count(),
+            ray.init(address="local", num_cpus=local_cpus, num_gpus=torch.cuda.device_count(),
                      include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, **options)
     return True
 
@@ -195,20 +189,19 @@ def _forward(events, reporter: Reporter) -> None:
             getattr(reporter, method)(*args)
 
 
-def _dispatch(specs: list[RunSpec], reporter: Reporter, plan: Plan) -> list[RunResult]:
+def _dispatch(specs: list[RunSpec], reporter: Reporter, parallel: int, resources: dict) -> list[RunResult]:
     import ray
     from ray.util.queue import Queue
 
     events = Queue(actor_options={"num_cpus": 0})
     task = ray.remote(_execute_remotely)
-    resources = {"num_cpus": plan.execution.cpus_per_run, "num_gpus": gpus_per_run(plan.cfg, plan.execution),
-                 "max_retries": MAX_RETRIES}
     waiting, running, outcomes = list(specs), {}, {}
     try:
         while waiting or running:
-            while waiting and len(running) < plan.parallel:
+            while waiting and len(running) < parallel:
                 spec = waiting.pop(0)
-                running[task.options(name=spec.name, **resources).remote(spec, events)] = spec
+                options = {"name": spec.name, "max_retries": MAX_RETRIES, **resources}
+                running[task.options(**options).remote(spec, events)] = spec
             done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
             _forward(events, reporter)
             for ref in done:

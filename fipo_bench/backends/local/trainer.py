@@ -25,9 +25,8 @@ from fipo_bench import algorithms, models
 from fipo_bench.backends.local.critic import ValueModel, response_values
 from fipo_bench.results import CRITIC_DIR, TRAINER_STATE
 from fipo_bench.sampling import Samples, left_pad, sample
-from fipo_bench.tasks import TaskData
+from fipo_bench.tasks import REWARD_CORRECT, REWARD_INCORRECT, TaskData
 
-REWARD_CORRECT, REWARD_INCORRECT = 1.0, -1.0  # DAPO (arXiv 2503.14476) eq. 9: rule-based +1 / -1
 # Forward passes per micro-batch, over rows sorted by length: padding (and its compute) shrinks from
 # (longest - mean) per row to roughly the spread inside a bucket; buckets stay large enough that the
 # per-call overhead does not dominate.

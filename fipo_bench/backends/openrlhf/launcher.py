@@ -23,6 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fipo_bench import results
+from fipo_bench.backends.base import Backend, Execution, MatrixResult, Plan, Reporter, RunResult
 from fipo_bench.backends.openrlhf import translate
 from fipo_bench.backends.openrlhf.driver import runtime_env
 from fipo_bench.config import ConfigError
@@ -138,7 +140,7 @@ def check_lengths(config, max_positions: int | None) -> None:
         )
 
 
-def plan(config, root: Path, data: TrainingData, layout: translate.Layout) -> list[Job]:
+def plan_jobs(config, root: Path, data: TrainingData, layout: translate.Layout) -> list[Job]:
     """Every job's command line and environment; raises ConfigError for anything OpenRLHF cannot run."""
     from fipo_bench.algorithms import get_algorithm
     from fipo_bench.backends.openrlhf import reward
@@ -213,48 +215,93 @@ def last_checkpoint_step(run_dir: Path) -> int:
     return max(steps, default=0)
 
 
-def print_plan(
+def plan_text(
     config, root: Path, data: TrainingData, jobs: list[Job], layout, ray_address: str | None
-) -> None:
-    print(f"# fipo-bench run --backend openrlhf: {len(jobs)} jobs -> {root}/")
-    print(f"# layout: {layout}; ray: {ray_address or 'a local head started by each job'}")
+) -> str:
+    lines = [f"# fipo-bench run --backend openrlhf: {len(jobs)} jobs -> {root}/",
+             f"# layout: {layout}; ray: {ray_address or 'a local head started by each job'}"]
     unfiltered = (
         " (before dropping prompts over max_prompt_length, which needs the tokenizer)" if config.model else ""
     )
-    print(f"# training prompts: {len(data.rows)} rows{unfiltered} -> {root / 'openrlhf' / 'prompts.jsonl'}")
+    prompts = root / "openrlhf" / "prompts.jsonl"
+    lines.append(f"# training prompts: {len(data.rows)} rows{unfiltered} -> {prompts}")
     for job in jobs:
-        print(f"\n## {job.run_dir.name}: {job.alg.name} {json_safe(job.alg.hyperparameters())}")
-        for key, value in sorted(job.env.items()):
-            print(f"export {key}={shlex.quote(value)}")
-        print(f"# ray.init(runtime_env={json.dumps(runtime_env(job.env))})")
-        print(shlex.join(job.command(ray_address)))
+        lines.append(f"\n## {job.run_dir.name}: {job.alg.name} {json_safe(job.alg.hyperparameters())}")
+        lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(job.env.items())]
+        lines.append(f"# ray.init(runtime_env={json.dumps(runtime_env(job.env))})")
+        lines.append(shlex.join(job.command(ray_address)))
         steps = eval_steps(config)
-        print(f"# then fipo-bench eval at steps {steps[:3]} ... {steps[-1]} ({len(steps)}), e.g.:")
+        lines.append(f"# then fipo-bench eval at steps {steps[:3]} ... {steps[-1]} ({len(steps)}), e.g.:")
         for step in (steps[0], steps[-1]):
             checkpoint = data.model if step == 0 else str(job.run_dir / "checkpoints" / f"step-{step}")
             for name, (dataset, template) in data.evals.items():
                 out = job.run_dir / "eval" / name / f"step-{step}"
-                print(shlex.join(eval_command(config, checkpoint, dataset, template, job.seed, out)))
+                lines.append(shlex.join(eval_command(config, checkpoint, dataset, template, job.seed, out)))
+    return "\n".join(lines)
 
 
-def launch(config, *, dry_run: bool = False, ray_address: str | None = None) -> Path:
-    """Run (or with dry_run, print) every algorithm x seed of `config` on OpenRLHF; returns results/<run>/."""
-    from fipo_bench import results
+@dataclass
+class OpenRLHFPlan(Plan):
+    """Every job's command line and environment, checked; `data` is the dry run's when dry_run."""
 
-    # Absolute: Ray workers (on other nodes too, over a shared file system) do not share our directory.
-    root = (Path(config.output_dir) / (config.run_name or config.default_run_name())).resolve()
+    config: object
+    root: Path
+    data: TrainingData
+    jobs: list[Job]
+    layout: translate.Layout
+    ray_address: str | None
+
+    def describe(self) -> str:
+        text = plan_text(self.config, self.root, self.data, self.jobs, self.layout, self.ray_address)
+        return f"{text}\nrun directory: {self.root}"
+
+
+def make_plan(config, *, dry_run: bool, ray_address: str | None) -> OpenRLHFPlan:
+    """Every check of a launch; a dry run trains nothing (the built-in base model is a placeholder)."""
+    root = results.matrix_dir(config)  # absolute: Ray workers (other nodes too) have their own directory
     try:
         layout = translate.Layout.from_env()
     except ValueError as e:
         raise ConfigError(str(e)) from None
     data = training_data(config, root, dry_run=dry_run)
-    jobs = plan(config, root, data, layout)
+    return OpenRLHFPlan(config, root, data, plan_jobs(config, root, data, layout), layout, ray_address)
+
+
+class OpenRLHFBackend(Backend):
+    """`--backend openrlhf`: one OpenRLHF job per algorithm x seed (`launch`), behind the backend contract.
+    Of `Execution` it reads `ray_address`; progress goes to each job's log, not to the reporter."""
+
+    name = "openrlhf"
+
+    def plan(self, config, execution: Execution) -> OpenRLHFPlan:
+        return make_plan(config, dry_run=True, ray_address=execution.ray_address)
+
+    def run(self, config, execution: Execution, *, reporter: Reporter | None = None,
+            command: list[str] | None = None) -> MatrixResult:
+        root = launch(config, ray_address=execution.ray_address, command=command)
+        runs = []
+        for seed in config.seeds:
+            for algo in config.algos:
+                run = results.RunDir(root / results.run_dir_name(algo, seed))
+                status = run.status() or {"status": "failed", "step": 0, "error": "no status.json"}
+                runs.append(RunResult(algo, seed, status["status"], status["step"], status.get("error"),
+                                      run.evals()))
+        return MatrixResult(root, runs)
+
+
+def launch(config, *, dry_run: bool = False, ray_address: str | None = None,
+           command: list[str] | None = None) -> Path:
+    """Run (or with dry_run, print) every algorithm x seed of `config` on OpenRLHF; returns results/<run>/.
+    `command` is recorded in run.json (default sys.argv)."""
+    prepared = make_plan(config, dry_run=dry_run, ray_address=ray_address)
+    root, data, jobs = prepared.root, prepared.data, prepared.jobs
     if dry_run:
-        print_plan(config, root, data, jobs, layout, ray_address)
+        print(plan_text(config, root, data, jobs, prepared.layout, ray_address))
         return root
 
     with results.locked(root):  # a second launch of the same run is refused (it names this process)
-        meta = results.start_matrix(root, config, command=sys.argv, backend="openrlhf")
+        meta = results.start_matrix(root, config, command=command if command is not None else sys.argv,
+                                    backend="openrlhf")
         write_jsonl(root / "openrlhf" / "prompts.jsonl", data.rows)
         for path, rows in data.eval_files.items():
             write_jsonl(Path(path), rows)
@@ -271,9 +318,8 @@ def launch(config, *, dry_run: bool = False, ray_address: str | None = None) -> 
 def run_job(config, job: Job, data: TrainingData, ray_address: str | None, record: dict) -> str:
     """Train, collect and evaluate one algorithm x seed; returns its final status."""
     from fipo_bench.backends.openrlhf.metrics import metrics_rows
-    from fipo_bench.results import RunDir
 
-    run = RunDir(job.run_dir)
+    run = results.RunDir(job.run_dir)
     if (run.status() or {}).get("status") == "completed":
         return "completed"
     command = job.command(ray_address)
@@ -337,9 +383,8 @@ def evaluate(config, job: Job, data: TrainingData) -> None:
     """`fipo-bench eval` of each checkpoint still missing from evals.jsonl; one line per (step, dataset).
     The base model (step 0) is evaluated once per seed: the seed's other runs reuse it."""
     from fipo_bench.evals.io import read_eval_dir
-    from fipo_bench.results import RunDir
 
-    run = RunDir(job.run_dir)
+    run = results.RunDir(job.run_dir)
     done = {(row["step"], row["dataset"]) for row in run.evals()}
     for step in eval_steps(config):
         checkpoint = data.model if step == 0 else str(job.run_dir / "checkpoints" / f"step-{step}")

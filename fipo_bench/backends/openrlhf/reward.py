@@ -20,8 +20,8 @@ import re
 
 import torch
 
-from fipo_bench.backends.local.trainer import REWARD_CORRECT, REWARD_INCORRECT
 from fipo_bench.backends.openrlhf.translate import ENV_REWARD_TASK
+from fipo_bench.tasks import REWARD_CORRECT, REWARD_INCORRECT
 
 # Special tokens the decoded query keeps at its end (<|im_end|>, <|endoftext|>, </s>, <eos>, ...).
 _TRAILING_SPECIAL = re.compile(r"(?:\s*(?:<\|[^<>|]{1,40}\|>|</s>|<eos>|<pad>))+\s*$")
