@@ -54,8 +54,8 @@ def args(out: Path, cache: Path, algos: str, run_name: str, *extra: str) -> list
     shaping = [f"{a}.overlong_buffer=8" for a in algos.split(",") if a in ("dapo", "fipo")]
     sets = [f"--set={s}" for s in [*MICRO, *shaping, f"base_cache_dir={cache}"]]
     parallel = () if "--max-parallel" in extra else SEQUENTIAL
-    return ["run", "--algos", algos, "--steps", str(STEPS), "--output-dir", str(out), "--run-name", run_name,
-            "--device", "cpu", *sets, *parallel, *extra]
+    return ["run", "--preset", "tiny-sums", "--algos", algos, "--steps", str(STEPS), "--output-dir", str(out),
+            "--run-name", run_name, "--device", "cpu", *sets, *parallel, *extra]
 
 
 def invoke(argv: list[str], expect: int = 0):
