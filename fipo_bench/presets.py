@@ -152,7 +152,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The built-in sums task (the default before issue 20), tuned by measurement in issue 3: see
     # fipo_bench.tiny.SumsTask. Tests that were calibrated on it use this preset.
     "tiny-sums": _TINY_SUMS,
-    # The laptop-scale comparison: the tiny testbed over 6 seeds (two runs at a time with Ray).
+    # The laptop-scale comparison: the tiny testbed over 6 seeds (two runs at a time with Ray), same budget
+    # per run as the default. Not yet run; estimated from the default's step times on a shared 2-core
+    # machine (GRPO 3.6 s and DAPO 6.2 s per step two at a time, FIPO 2.6 s alone): 18 runs of 3-6 min,
+    # two at a time, plus the warm-up: 35-60 minutes on 2 cores.
     "tiny-study": {**_TINY_CHAIN, "seeds": (0, 1, 2, 3, 4, 5)},
     # A small pretrained model of one's own (--model, 0.1B-1.5B) on one GPU or CPU: the default when
     # --model is given without --preset. The published recipe [DAPO] where it does not depend on scale;
