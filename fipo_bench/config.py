@@ -67,7 +67,8 @@ class RunConfig:
     """Raise the difficulty level of an `rg:` training dataset during the run (fipo_bench.evals.procedural):
     {"every": steps} or {"accuracy": threshold, "window": steps}, optionally "max_level"; {} = fixed."""
     tiny_task: dict[str, Any] = field(default_factory=dict)
-    """Keyword fields of fipo_bench.tiny.TinyTask (built-in task only)."""
+    """The built-in task (built-in model only): ``name`` (chain | sums) and the keyword fields of its
+    class (fipo_bench.tiny.task_from_config)."""
     tiny_recipe: dict[str, Any] = field(default_factory=dict)
     """Keyword fields of fipo_bench.tiny.TinyRecipe: the built-in model and its SFT warm-up."""
     base_cache_dir: str | None = None

@@ -58,10 +58,10 @@ def _tiny_recipe(cfg: RunConfig):
 
 
 def _tiny_task(cfg: RunConfig):
-    from fipo_bench.tiny import TinyTask
+    from fipo_bench.tiny import task_from_config
 
     try:
-        return TinyTask(**cfg.tiny_task)
+        return task_from_config(cfg.tiny_task)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config field 'tiny_task': {e}") from None
 

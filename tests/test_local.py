@@ -52,7 +52,7 @@ def random_base(tmp_path_factory):
 def make_trainer(base, algo: str, **sets):
     from fipo_bench.tiny import TinyTask
 
-    cfg = build_config("tiny", options={"algos": algo}, sets=[f"{k}={v}" for k, v in sets.items()])
+    cfg = build_config("tiny-sums", options={"algos": algo}, sets=[f"{k}={v}" for k, v in sets.items()])
     task = TinyTask(test_size=4)
     data = TaskData(train=task.train_problems(8), evals={}, prompt_text=lambda t: t,
                     check=lambda r, g: [])

@@ -135,8 +135,8 @@ def e2e(tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "tiny-cache"
     sets = [f"--set={s}" for s in [*MICRO, f"base_cache_dir={cache}"]]
     command = [sys.executable, "-m", "fipo_bench.cli", "run", "--backend", "openrlhf",
-               "--algos", ",".join(ALGOS), "--steps", str(STEPS), "--output-dir", str(out),
-               "--run-name", "e2e", "--device", "auto", *sets]
+               "--preset", "tiny-sums", "--algos", ",".join(ALGOS), "--steps", str(STEPS),
+               "--output-dir", str(out), "--run-name", "e2e", "--device", "auto", *sets]
     log = out / "fipo-bench-run.log"
     started = time.perf_counter()
     returncode = run_with_hard_timeout(command, cpu_environment(ray_tmp, dump), TIMEOUT_S, ray_tmp, log)

@@ -54,8 +54,8 @@ def args(out: Path, cache: Path, algos: str, run_name: str, *extra: str) -> list
     shaping = [f"{a}.overlong_buffer=8" for a in algos.split(",") if a in ("dapo", "fipo")]
     sets = [f"--set={s}" for s in [*MICRO, *shaping, f"base_cache_dir={cache}"]]
     parallel = () if "--max-parallel" in extra else SEQUENTIAL
-    return ["run", "--algos", algos, "--steps", str(STEPS), "--output-dir", str(out), "--run-name", run_name,
-            "--device", "cpu", *sets, *parallel, *extra]
+    return ["run", "--preset", "tiny-sums", "--algos", algos, "--steps", str(STEPS), "--output-dir", str(out),
+            "--run-name", run_name, "--device", "cpu", *sets, *parallel, *extra]
 
 
 def invoke(argv: list[str], expect: int = 0):
@@ -265,7 +265,7 @@ def test_critic_algorithms_pretrain_train_checkpoint_and_resume_to_the_same_numb
 
 
 def test_bad_algorithm_setting_fails_before_anything_is_written(tmp_path):
-    # DAPO's overlong buffer must be shorter than the response limit (64 in the tiny preset).
+    # DAPO's overlong buffer must be shorter than the response limit (96 in the tiny preset).
     result = invoke(["run", "--algos", "dapo", "--output-dir", str(tmp_path),
                      "--set", "dapo.overlong_buffer=100"], expect=2)
     assert "algo_overrides.dapo" in result.output and "overlong_buffer" in result.output

@@ -43,7 +43,7 @@ def test_the_trainer_reports_max_min_and_token_weighted_means_over_all_updates(t
     model.save_pretrained(str(tmp_path))
     tokenizer.save_pretrained(str(tmp_path))
     # 8 rows in groups of 2; 2 updates of 4 rows, each in 2 micro-batches of 2: 4 token counts per step.
-    cfg = build_config("tiny", options={"algos": "dapo"}, sets=[
+    cfg = build_config("tiny-sums", options={"algos": "dapo"}, sets=[
         "rollout_batch_size=4", "samples_per_prompt=2", "mini_batch_size=2", "micro_batch_size=2"])
     data = TaskData(train=TinyTask(test_size=4).train_problems(8), evals={}, prompt_text=str, check=None)
     trainer = LocalTrainer(cfg, TokenCounting(), 0, tmp_path, data)

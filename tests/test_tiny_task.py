@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from fipo_bench.tiny import TinyTask
+from fipo_bench.tiny import ChainTask, SumsTask, TinyTask, task_from_config
 
 
 def _terms(prompt: str) -> list[int]:
@@ -110,7 +110,7 @@ def test_checker_on_hand_written_responses(response, verdict, extracted):
 def test_prompt_parse_round_trip_and_bad_input():
     assert TinyTask.parse_prompt(TinyTask.prompt((5, 17, 3))) == (5, 17, 3)
     for bad in ("5+17", "5+?", "5?", "a+b?"):
-        with pytest.raises(ValueError, match="not a TinyTask prompt"):
+        with pytest.raises(ValueError, match="not a tiny-task prompt"):
             TinyTask.parse_prompt(bad)
 
 
@@ -130,3 +130,94 @@ def test_too_small_a_space_for_the_test_split_is_an_error():
     task = dataclasses.replace(TinyTask(), max_terms=2, min_value=0, max_value=1, test_size=5)
     with pytest.raises(ValueError, match="test_size"):
         task.test_problems  # noqa: B018
+
+
+# -- the chain task ---------------------------------------------------------------------------------------
+
+
+def test_chain_problems_respect_the_fields_and_splits_are_deterministic_and_disjoint():
+    task = ChainTask(seed=1, min_terms=4, max_terms=6, max_digit=5, test_size=100)
+    assert task.test_problems == ChainTask(seed=1, min_terms=4, max_terms=6, max_digit=5,
+                                           test_size=100).test_problems
+    assert task.train_problems(80)[:40] == task.train_problems(40)
+    train = task.train_problems(500)
+    for p in task.test_problems + train:
+        terms = _terms(p.problem)
+        assert 4 <= len(terms) <= 6 and all(1 <= t <= 5 for t in terms)
+        assert p.answer == str(sum(terms))
+    assert {len(_terms(p.problem)) for p in task.test_problems} == {4, 5, 6}
+    assert not {p.problem for p in train} & {p.problem for p in task.test_problems}
+    # Its own random streams: not the sums task's problems for the same seed.
+    sums = SumsTask(seed=1, min_value=1, max_value=9, min_terms=4, max_terms=10)
+    chain = ChainTask(seed=1)
+    assert [p.problem for p in chain.test_problems[:20]] != [p.problem for p in sums.test_problems[:20]]
+
+
+def test_chain_reference_responses_of_every_length():
+    # Hand-written: 7+3 = 10, 10+5 = 15, 15+9 = 24.
+    terms = (7, 3, 5, 9)
+    assert [ChainTask.response(terms, k) for k in range(4)] == [
+        "Answer:24", "7+3=10;Answer:24", "7+3=10;10+5=15;Answer:24", "7+3=10;10+5=15;15+9=24;Answer:24"]
+    assert [ChainTask.steps_written(ChainTask.response(terms, k)) for k in range(4)] == [0, 1, 2, 3]
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match="steps"):
+            ChainTask.response(terms, bad)
+    # The sums task's two styles are the chain's two ends.
+    assert SumsTask.response(terms, "direct") == ChainTask.response(terms, 0)
+    assert SumsTask.response(terms, "steps") == ChainTask.response(terms, 3)
+
+
+def test_every_chain_granularity_grades_correct_and_every_step_is_right():
+    task = ChainTask(seed=2, test_size=60)
+    for p in task.test_problems:
+        terms = tuple(_terms(p.problem))
+        for k in range(len(terms)):
+            response = task.response(terms, k)
+            result = task.check(response, p.answer)
+            assert result.verdict == "correct" and result.extracted == p.answer
+            steps = response.split(";")[:-1]
+            assert len(steps) == k
+            partial = terms[0]
+            for step, term in zip(steps, terms[1:], strict=False):
+                left, right, total = map(int, re.fullmatch(r"(\d+)\+(\d+)=(\d+)", step).groups())
+                assert (left, right, total) == (partial, term, partial + term)
+                partial = total
+            # A wrong final number is wrong at every granularity.
+            wrong = response.rpartition("Answer:")[0] + f"Answer:{sum(terms) + 1}"
+            assert task.check(wrong, p.answer).verdict == "incorrect"
+
+
+def test_chain_warm_up_lengths_are_geometric_and_truncated_at_the_full_chain():
+    import random
+
+    task = ChainTask()
+    rng = random.Random(0)
+    terms = (1, 2, 3, 4, 5, 6)  # at most 5 steps
+    counts = [0] * 6
+    n = 20000
+    for _ in range(n):
+        counts[task.steps_written(task.warmup_response(terms, rng, 0.5))] += 1
+    # P(k) = 0.5^(k+1) for k < 5, and the rest, 0.5^5, at the full chain.
+    expected = [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.03125]
+    for got, p in zip(counts, expected, strict=True):
+        assert abs(got / n - p) < 4 * (p * (1 - p) / n) ** 0.5 + 1e-3
+    assert {task.warmup_response(terms, rng, 0.0) for _ in range(20)} == {"Answer:21"}
+    assert {task.warmup_response(terms, rng, 1.0) for _ in range(20)} == {task.response(terms, 5)}
+
+
+def test_task_from_config_picks_the_task_by_name():
+    assert task_from_config({}) == ChainTask()
+    assert task_from_config({"name": "chain", "max_terms": 6}) == ChainTask(max_terms=6)
+    assert task_from_config({"name": "sums", "max_value": 9}) == SumsTask(max_value=9)
+    with pytest.raises(ValueError, match="unknown tiny task 'prod'"):
+        task_from_config({"name": "prod"})
+    with pytest.raises(TypeError):
+        task_from_config({"name": "chain", "max_value": 9})  # a sums field
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"min_terms": 1}, "min_terms"), ({"min_terms": 5, "max_terms": 4}, "max_terms"),
+    ({"max_digit": 0}, "max_digit"), ({"max_digit": 10}, "max_digit"), ({"test_size": 0}, "test_size")])
+def test_invalid_chain_fields_name_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ChainTask(**fields)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from fipo_bench.tiny import TinyRecipe, TinyTask, ensure_base_checkpoint
+from fipo_bench.tiny import ChainTask, TinyRecipe, TinyTask, ensure_base_checkpoint
 from fipo_bench.tiny import warmup as warmup_module
 from fipo_bench.tiny.warmup import build_base_model, default_cache_dir, lr_at, sft_batch, warm_up
 
@@ -27,7 +27,7 @@ def test_sft_batch_masks_the_prompt_and_padding_and_ends_with_eos():
     _, tokenizer = build_base_model(SMALL)
     ids = tokenizer.convert_tokens_to_ids
     input_ids, attention_mask, labels = sft_batch(
-        SMALL.task, tokenizer, [(3, 4), (12, 5, 6)], ["direct", "steps"]
+        SMALL.task, tokenizer, [(3, 4), (12, 5, 6)], ["Answer:7", "12+5=17;17+6=23;Answer:23"]
     )
     # Row 0: "3+4?" (4 tokens) + "Answer:7" (2 tokens) + EOS = 7 tokens, padded to row 1's length.
     # Row 1: "12+5+6?" (7) + "12+5=17;17+6=23;Answer:23" (8 + 8 + 3) + EOS = 27 tokens.
@@ -53,8 +53,11 @@ def test_lr_schedule_warms_up_linearly_then_decays_to_a_tenth():
     assert all(lr_at(s + 1, recipe) <= lr_at(s, recipe) for s in range(10, 110))
 
 
-def test_warm_up_is_deterministic_and_learns():
-    recipe = dataclasses.replace(SMALL, steps=40, hidden_size=32, num_heads=2, ffn_size=64, lr=1e-2)
+@pytest.mark.parametrize("task", [SMALL.task, ChainTask(min_terms=2, max_terms=3, test_size=8)],
+                         ids=["sums", "chain"])
+def test_warm_up_is_deterministic_and_learns(task):
+    recipe = dataclasses.replace(SMALL, task=task, steps=40, hidden_size=32, num_heads=2, ffn_size=64,
+                                 lr=1e-2)
     losses = []
     a, _, stats = warm_up(recipe, progress=lambda step, total, m: losses.append((step, total, m["loss"])))
     b, _, _ = warm_up(recipe)
@@ -95,6 +98,16 @@ def test_recipe_hash_changes_with_every_field():
     hashes = {name: recipe.hash() for name, recipe in changed.items()}
     assert base.hash() not in hashes.values()
     assert len(set(hashes.values())) == len(hashes)
+
+
+def test_sums_recipes_keep_their_hash_and_the_task_name_is_hashed():
+    # The default recipe's hash before tasks had names (main at e9ff1d4): its cached checkpoint stays valid.
+    assert TinyRecipe().hash() == "6a61e728cdb02074"
+    assert TinyRecipe().to_dict()["task"]["name"] == "sums"
+    chain = TinyRecipe(task=ChainTask())
+    assert chain.to_dict()["task"] == {"name": "chain", **dataclasses.asdict(ChainTask())}
+    assert chain.hash() != TinyRecipe().hash()
+    assert chain.hash() != TinyRecipe(task=ChainTask(seed=1)).hash()
 
 
 def test_invalid_recipe_names_the_field():
@@ -145,7 +158,7 @@ def test_killed_warm_up_leaves_no_entry_and_the_next_call_rebuilds(tmp_path):
     # The child kills itself (SIGKILL: no cleanup code runs) in the middle of the warm-up.
     script = textwrap.dedent(f"""
         import dataclasses, os, signal
-        from fipo_bench.tiny import TinyRecipe, TinyTask, ensure_base_checkpoint
+        from fipo_bench.tiny import SumsTask, TinyRecipe, ensure_base_checkpoint
         recipe = dataclasses.replace({SMALL!r}, steps=30)
         ensure_base_checkpoint(recipe, cache_dir={str(tmp_path)!r},
                                progress=lambda *a: os.kill(os.getpid(), signal.SIGKILL))

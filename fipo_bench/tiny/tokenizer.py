@@ -18,7 +18,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from fipo_bench.tiny.task import ANSWER_PREFIX
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
-# Every character a prompt or response of TinyTask can contain (``Answer:`` aside).
+# Every character a prompt or response of a built-in task can contain (``Answer:`` aside).
 TASK_CHARS = "0123456789+-=;?"
 # Qwen2's pre-tokenization split (transformers' Qwen2Tokenizer, the GPT-4 style pattern); the loaded
 # tokenizer uses it, so the built one must too.

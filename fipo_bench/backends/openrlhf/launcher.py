@@ -66,10 +66,10 @@ def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
     from fipo_bench.tasks import load_task, prepare_base
 
     if config.model is None:
-        from fipo_bench.tiny import TinyRecipe, TinyTask
+        from fipo_bench.tiny import TinyRecipe, task_from_config
 
         try:
-            recipe = TinyRecipe(task=TinyTask(**config.tiny_task), **config.tiny_recipe)
+            recipe = TinyRecipe(task=task_from_config(config.tiny_task), **config.tiny_recipe)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config field 'tiny_task' / 'tiny_recipe': {e}") from None
         max_positions = recipe.max_length

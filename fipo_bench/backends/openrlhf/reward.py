@@ -36,9 +36,9 @@ def response_text(query: str, prompt: str) -> str:
 def _check(responses: list[str], golds: list[str]) -> list:
     task = os.environ.get(ENV_REWARD_TASK, "math")
     if task == "tiny":
-        from fipo_bench.tiny import TinyTask
+        from fipo_bench.tiny.task import check  # every built-in task grades its final line alike
 
-        return [TinyTask.check(response, gold) for response, gold in zip(responses, golds, strict=True)]
+        return [check(response, gold) for response, gold in zip(responses, golds, strict=True)]
     if task != "math":
         raise ValueError(f"${ENV_REWARD_TASK}: expected 'math' or 'tiny', got {task!r}")
     from fipo_bench.evals import check_answers
