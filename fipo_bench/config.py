@@ -20,6 +20,7 @@ from typing import Any
 from fipo_bench.coerce import coerce, describe
 from fipo_bench.io import read_json
 from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, get_preset
+from fipo_bench.registry import algorithm_class
 
 BACKENDS = ("local", "openrlhf")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -396,6 +397,21 @@ def build_config(preset: str | None = None, *, config_file: str | Path | None = 
     explicit = values.get("algo_overrides", {})
     merged = {a: dict(preset_overrides[a]) for a in algos if a in preset_overrides}
     for a, overrides in explicit.items():
-        merged[a] = {**merged.get(a, {}), **overrides} if isinstance(overrides, dict) else overrides
+        if isinstance(overrides, dict) and a in merged:
+            # A hyperparameter the user gives under its old name replaces the preset's value under the new.
+            renamed = _renamed_hyperparameters(a)
+            replaced = {renamed[k] for k in overrides if k in renamed}
+            merged[a] = {**{k: v for k, v in merged[a].items() if k not in replaced}, **overrides}
+        else:
+            merged[a] = {**merged.get(a, {}), **overrides} if isinstance(overrides, dict) else overrides
     values["algo_overrides"] = merged
     return RunConfig.from_dict(values, source=str(config_file) if config_file else "config")
+
+
+def _renamed_hyperparameters(algo: str) -> dict[str, str]:
+    """Old name -> new name of the algorithm's renamed hyperparameters ({} for an unknown algorithm, which
+    validation reports)."""
+    try:
+        return dict(getattr(algorithm_class(algo), "renamed_hyperparameters", {}))
+    except KeyError:
+        return {}
