@@ -13,7 +13,7 @@ the last 15% (the base model mostly answers after 0-1 steps, and writes 3+ steps
 Measured: final loss 0.40 after 600 steps; accuracy per forced number of steps in ChainTask's
 docstring. Its batches are longer than the sums task's (mostly 10-term chains in the first phase): one
 step took 1.78x a sums step in the first phase and 1.15x in the last (1 thread, side by side on a shared
-machine), so the warm-up costs ~1.7x the sums one (171 s on an idle 2-core machine), ~5 minutes.
+machine); measured on an idle 2-core machine (2 threads, fresh cache): 111 s (warmup.json).
 
 The checkpoint is a Hugging Face directory (model + tokenizer + ``recipe.json`` + ``warmup.json``)
 under ``<cache>/tiny-base-<hash of the recipe>``; it is built in a temporary directory and renamed
