@@ -153,9 +153,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # fipo_bench.tiny.SumsTask. Tests that were calibrated on it use this preset.
     "tiny-sums": _TINY_SUMS,
     # The laptop-scale comparison: the tiny testbed over 6 seeds (two runs at a time with Ray), same budget
-    # per run as the default. Not yet run; estimated from the default's step times on a shared 2-core
-    # machine (GRPO 3.6 s and DAPO 6.2 s per step two at a time, FIPO 2.6 s alone): 18 runs of 3-6 min,
-    # two at a time, plus the warm-up: 35-60 minutes on 2 cores.
+    # per run as the default. Measured on an idle 2-core machine with a fresh cache: 19 min 13 s in all
+    # (warm-up 109 s; 18 runs of 1-3 min); its outcome is in README.md ("The laptop-scale comparison").
     "tiny-study": {**_TINY_CHAIN, "seeds": (0, 1, 2, 3, 4, 5)},
     # A small pretrained model of one's own (--model, 0.1B-1.5B) on one GPU or CPU: the default when
     # --model is given without --preset. The published recipe [DAPO] where it does not depend on scale;
