@@ -98,6 +98,21 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(scope="session")
+def random_base(tmp_path_factory) -> Path:
+    """A randomly initialised tiny model + tokenizer saved as an HF directory (no warm-up needed).
+    Shared by the session: tests read it, never write into it."""
+    from fipo_bench.tiny import TinyRecipe
+    from fipo_bench.tiny.warmup import build_base_model
+
+    model, tokenizer = build_base_model(TinyRecipe(hidden_size=32, num_layers=2, num_heads=2, ffn_size=64,
+                                                   max_length=64))
+    path = tmp_path_factory.mktemp("random-base")
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
 def synthetic_runs():
     """tests/support/synthetic_runs.py: training runs with a known truth (simulation and results dirs)."""
     spec = importlib.util.spec_from_file_location(

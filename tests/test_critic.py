@@ -38,19 +38,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def random_base(tmp_path_factory):
-    from fipo_bench.tiny import TinyRecipe
-    from fipo_bench.tiny.warmup import build_base_model
-
-    model, tokenizer = build_base_model(TinyRecipe(hidden_size=32, num_layers=2, num_heads=2, ffn_size=64,
-                                                   max_length=64))
-    path = tmp_path_factory.mktemp("random-base")
-    model.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
-
-
 def make_trainer(base, algo: str = "ppo", resume_from=None, **sets) -> LocalTrainer:
     from fipo_bench.tiny import TinyTask
 

@@ -35,20 +35,6 @@ def test_prompt_order_is_a_permutation_per_epoch_and_depends_on_the_seed():
     assert other.indices(1, 0) != order.indices(1, 0)
 
 
-@pytest.fixture(scope="module")
-def random_base(tmp_path_factory):
-    """A randomly initialised tiny model + tokenizer saved as an HF directory (no warm-up needed)."""
-    from fipo_bench.tiny import TinyRecipe
-    from fipo_bench.tiny.warmup import build_base_model
-
-    model, tokenizer = build_base_model(TinyRecipe(hidden_size=32, num_layers=2, num_heads=2, ffn_size=64,
-                                                   max_length=64))
-    path = tmp_path_factory.mktemp("random-base")
-    model.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
-
-
 def make_trainer(base, algo: str, **sets):
     from fipo_bench.tiny import TinyTask
 

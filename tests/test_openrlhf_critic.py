@@ -247,19 +247,24 @@ def test_value_loss_over_micro_batches_and_ranks_equals_ours(openrlhf_with, monk
         torch.testing.assert_close(total, alg.value_loss(new, old, returns, mask)[0])
 
 
-def test_vapo_lm_loss_in_the_actor_uses_the_reward_files_correctness(openrlhf_with, monkeypatch):
-    alg, args, modules = openrlhf_with("vapo")
+def actor_trainer(modules, args, monkeypatch):
+    """OpenRLHF's ActorPPOTrainer with no model, optimizer, buffer or GPU: for its loss and ppo_train."""
     monkeypatch.setattr(modules.ppo_actor, "NaiveReplayBuffer", lambda *a, **k: None)
     monkeypatch.setattr(modules.ppo_actor, "torch_dist_barrier_and_cuda_sync", lambda: None)
-    strategy = SimpleNamespace(args=args, ring_attn_group=None)
-    trainer = modules.ppo_actor.ActorPPOTrainer(
-        strategy,
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: "cpu")
+    return modules.ppo_actor.ActorPPOTrainer(
+        SimpleNamespace(args=args, ring_attn_group=None),
         actor=None,
         ema_model=None,
         actor_optim=None,
         actor_scheduler=SimpleNamespace(get_last_lr=lambda: [1e-6]),
         micro_train_batch_size=2,
     )
+
+
+def test_vapo_lm_loss_in_the_actor_uses_the_reward_files_correctness(openrlhf_with, monkeypatch):
+    alg, args, modules = openrlhf_with("vapo")
+    trainer = actor_trainer(modules, args, monkeypatch)
     loss_fn = trainer.actor_loss_fn
     from openrlhf.utils.loss_utils import _optimizer_step_loss_norm
 
@@ -299,18 +304,7 @@ def test_the_frozen_actor_trains_only_on_the_newest_rollout(name, kept, openrlhf
     # 4 prompts x 4 samples per step over 2 data-parallel ranks: 8 items per rank per step. After value
     # pretraining, the actor's buffer holds three steps' items; only the newest step's may train it.
     alg, args, modules = openrlhf_with(name)
-    monkeypatch.setattr(modules.ppo_actor, "NaiveReplayBuffer", lambda *a, **k: None)
-    monkeypatch.setattr(modules.ppo_actor, "torch_dist_barrier_and_cuda_sync", lambda: None)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: "cpu")
-    strategy = SimpleNamespace(args=args, ring_attn_group=None)
-    trainer = modules.ppo_actor.ActorPPOTrainer(
-        strategy,
-        actor=None,
-        ema_model=None,
-        actor_optim=None,
-        actor_scheduler=SimpleNamespace(get_last_lr=lambda: [1e-6]),
-        micro_train_batch_size=2,
-    )
+    trainer = actor_trainer(modules, args, monkeypatch)
     trainer.replay_buffer = ReplayBuffer(range(24))
     trainer.max_epochs = 0  # OpenRLHF's own loop then trains nothing: only the buffer is looked at
     trainer.ppo_train(0.0)

@@ -34,19 +34,14 @@ def test_step_metrics_reduce_by_name():
     assert step.reduced() == {"w_max": 1.2, "w_min": 0.7, "w_mean": pytest.approx((10 + 60) / 40)}
 
 
-def test_the_trainer_reports_max_min_and_token_weighted_means_over_all_updates(tmp_path):
-    from fipo_bench.tiny import TinyRecipe, TinyTask
-    from fipo_bench.tiny.warmup import build_base_model
+def test_the_trainer_reports_max_min_and_token_weighted_means_over_all_updates(random_base):
+    from fipo_bench.tiny import TinyTask
 
-    model, tokenizer = build_base_model(TinyRecipe(hidden_size=32, num_layers=2, num_heads=2, ffn_size=64,
-                                                   max_length=64))
-    model.save_pretrained(str(tmp_path))
-    tokenizer.save_pretrained(str(tmp_path))
     # 8 rows in groups of 2; 2 updates of 4 rows, each in 2 micro-batches of 2: 4 token counts per step.
     cfg = build_config("tiny-sums", options={"algos": "dapo"}, sets=[
         "rollout_batch_size=4", "samples_per_prompt=2", "mini_batch_size=2", "micro_batch_size=2"])
     data = TaskData(train=TinyTask(test_size=4).train_problems(8), evals={}, prompt_text=str, check=None)
-    trainer = LocalTrainer(cfg, TokenCounting(), 0, tmp_path, data)
+    trainer = LocalTrainer(cfg, TokenCounting(), 0, random_base, data)
 
     g = torch.Generator().manual_seed(0)
     vocab = trainer.model.config.vocab_size
