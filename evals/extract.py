@@ -249,7 +249,10 @@ def _segment_text(segment: re.Match) -> str:
     return next(group for group in segment.groups() if group is not None)
 
 
-def _from_answer_line(response: str) -> str | None:
+def answer_line(response: str) -> str | None:
+    """The raw content of the last `Answer:` line (DAPO's `\\s*`: the next line when it is empty; a display
+    block opened there, whole); None when there is none or it is empty. No prose is cut away: the
+    procedural tasks' answers are not math."""
     last = _last_match(_ANSWER_LINE, response)
     if last is None:
         return None
@@ -262,10 +265,13 @@ def _from_answer_line(response: str) -> str | None:
         close = response.find(_DISPLAY_CLOSERS[opener], last.end(1))
         if close >= 0:
             content = response[last.start(1) : close + len(_DISPLAY_CLOSERS[opener])]
-    content = content[: 2 * MAX_ANSWER_CHARS].strip().strip("*").strip()
-    if not content.strip(" \t*_."):
-        return None
-    return strip_prose(content) or None
+    content = content.strip().strip("*").strip()
+    return content if content.strip(" \t*_.") else None
+
+
+def _from_answer_line(response: str) -> str | None:
+    content = answer_line(response)
+    return None if content is None else strip_prose(content[: 2 * MAX_ANSWER_CHARS].strip()) or None
 
 
 def extract_answer(response: str, parts: int = 1, anchored: bool = False) -> str | None:

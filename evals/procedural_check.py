@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any, Literal, NamedTuple
 
-from fipo_bench.evals.extract import last_boxed
+from fipo_bench.evals.extract import answer_line, last_boxed
 
 # A worker that cannot import reasoning-gym within this time is broken (not a hard answer).
 STARTUP_TIMEOUT_S = 120.0
@@ -32,8 +32,6 @@ WORKER_MEMORY_LIMIT_BYTES = 3 << 30
 TAIL_CHARS = 20_000
 MAX_ANSWER_CHARS = 4_000
 TASKS_EXTRA_HINT = "pip install -e '.[tasks]' in the fipo-bench checkout (reasoning-gym)"
-
-_ANSWER_LINE = re.compile(r"^[ \t*#_]*answer[ \t*_]*:[ \t]*([^\n]*)", re.IGNORECASE | re.MULTILINE)
 
 
 class ProceduralGold(str):
@@ -64,22 +62,21 @@ def extract_procedural_answer(response: str) -> str | None:
     if not isinstance(response, str):
         return None
     tail = response[-TAIL_CHARS:]
-    answer = None
-    close = tail.lower().rfind("</answer>")
-    if close >= 0:
-        open_ = tail.lower().rfind("<answer>", 0, close)
-        if open_ >= 0:
-            answer = tail[open_ + len("<answer>"):close]
-    if answer is None:
-        lines = list(_ANSWER_LINE.finditer(tail))
-        if lines:
-            answer = lines[-1].group(1).strip().strip("*").strip()
-    if answer is None:
-        answer = last_boxed(tail)
-    if answer is None:
-        return None
-    answer = answer.strip()
-    return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
+    for read in (_last_tags, answer_line, last_boxed):
+        answer = (read(tail) or "").strip()
+        if answer:  # an empty stage ("Answer:" then nothing, `<answer></answer>`) leaves it to the next
+            boxed = last_boxed(answer)
+            if answer == f"\\boxed{{{boxed}}}":  # "Answer: \boxed{7}": the box's content is the answer
+                answer = boxed.strip()
+            return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
+    return None
+
+
+def _last_tags(text: str) -> str | None:
+    """The content of the last `<answer>...</answer>` pair."""
+    close = text.lower().rfind("</answer>")
+    open_ = text.lower().rfind("<answer>", 0, max(close, 0))
+    return text[open_ + len("<answer>"):close] if close >= 0 and open_ >= 0 else None
 
 
 def is_correct(score: float | None) -> bool:
@@ -115,13 +112,16 @@ def check_procedural(responses: Sequence[str], golds: Sequence[ProceduralGold],
             continue
         answer = extract_procedural_answer(response)
         outcome = _scorer().score(gold.task, gold.config, answer, gold.entry, timeout)
-        if outcome[0] == "timeout":
+        if answer is None:  # scored all the same: some scorers give None partial credit (countdown 0.01)
+            score = outcome[1] if outcome[0] == "score" else None
+            results.append(ProceduralResult("no_answer", None, "procedural", score))
+        elif outcome[0] == "timeout":
             results.append(ProceduralResult("timeout", answer, "procedural", None))
         elif outcome[0] == "error":
             results.append(ProceduralResult("error", answer, "procedural", None))
         else:
             score = outcome[1]
-            verdict = "no_answer" if answer is None else "correct" if is_correct(score) else "incorrect"
+            verdict = "correct" if is_correct(score) else "incorrect"
             results.append(ProceduralResult(verdict, answer, "procedural", score))
     return results
 

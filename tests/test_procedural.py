@@ -155,6 +155,12 @@ def test_labels_are_plain_directory_names():
     ("Answer: 5\n<answer>7</answer>\n\\boxed{9}", "7"),  # tags first
     ("\\boxed{9}\nAnswer: 5", "5"),  # then the Answer: line
     ("**Answer:** 5", "5"),
+    ("**Answer:**\n42", "42"),  # DAPO's `Answer:\s*`: the value on the next line
+    ("Final Answer: 12", "12"),
+    ("Answer:\n\\boxed{7}", "7"),  # a boxed value on the Answer: line is the box's content
+    ("Answer:\n\n\\boxed{ 7 }", "7"),
+    ("Answer: \\boxed{1} and \\boxed{2}", "\\boxed{1} and \\boxed{2}"),  # no single box: the line
+    ("<answer>  </answer>\nAnswer: 6", "6"),  # an empty stage leaves it to the next
     ("so \\boxed{9}", "9"),  # then a box
     ("<answer>7 and no closing tag\nAnswer: 6", "6"),
     ("<answer></answer>", None),  # empty tags are no answer
