@@ -69,7 +69,7 @@ class Algorithm:
     # Old name -> new name of a renamed hyperparameter: the registry still accepts the old name, with a
     # FutureWarning, for one release after the rename.
     renamed_hyperparameters: ClassVar[dict[str, str]] = {}
-    # Whether the algorithm learns a value model (a critic): then backends call `advantages_and_returns`
+    # Whether the algorithm learns a value model (a critic): then backends call `critic_rollout`
     # with the critic's per-token values and train it with `value_loss` (algorithms/ppo.py).
     needs_critic: ClassVar[bool] = False
 

@@ -150,9 +150,10 @@ class PPO(GRPO):
     The contract beyond `base.Algorithm` (backends with a critic call these; `needs_critic` is True):
 
         advantages_and_returns(rewards[N], values[N, T], mask[N, T]) -> (advantages[N, T], returns[N, T])
+        critic_rollout(rewards, values, mask) -> (advantages, returns, the rollout-side CRITIC_METRICS)
         value_loss(values[N, T], old_values[N, T], returns[N, T], mask[N, T]) -> (loss, metrics)
-        gae(rewards, values, mask) -> (advantages before whitening, returns)     (for metrics)
-        critic_metrics(...) -> the CRITIC_METRICS every backend reports under the same names
+    Backends call critic_rollout (GAE once for the advantages and the metrics every backend reports
+    under the same names) and value_loss.
     """
 
     paper: ClassVar[str] = PAPER
@@ -240,8 +241,12 @@ class PPO(GRPO):
             )
         dtype = ops.compute_dtype(rewards, values)
         rewards, values = rewards.detach().to(dtype), values.detach().to(dtype)
-        advantages = gae(rewards, values, mask, self.gamma, self.actor_lambdas(mask))
-        critic_advantages = gae(rewards, values, mask, self.gamma, self.lam_critic)
+        lam_actor = self.actor_lambdas(mask)
+        advantages = gae(rewards, values, mask, self.gamma, lam_actor)
+        if not isinstance(lam_actor, Tensor) and lam_actor == self.lam_critic:  # PPO's 1 and 1: one scan
+            critic_advantages = advantages
+        else:
+            critic_advantages = gae(rewards, values, mask, self.gamma, self.lam_critic)
         returns = torch.where(mask.bool(), critic_advantages + values, values.new_zeros(()))
         return advantages, returns
 
@@ -252,6 +257,14 @@ class PPO(GRPO):
         whitened). Both 0 outside the mask; float32, or float64 for float64 inputs."""
         advantages, returns = self.gae(rewards, values, mask)
         return ops.masked_whiten(advantages, mask, unbiased=True, count_eps=VERL_COUNT_EPS), returns
+
+    def critic_rollout(
+        self, rewards: Tensor, values: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """advantages_and_returns plus the rollout-side critic_metrics from the same GAE: backends call it."""
+        raw_advantages, returns = self.gae(rewards, values, mask)
+        advantages = ops.masked_whiten(raw_advantages, mask, unbiased=True, count_eps=VERL_COUNT_EPS)
+        return advantages, returns, critic_metrics(values, returns, raw_advantages, mask)
 
     def value_loss(
         self, values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor
@@ -273,7 +286,6 @@ class PPO(GRPO):
             torch.where(keep, t.to(dtype), zero) for t in (values, old_values.detach(), returns.detach())
         )
         per_token, clipped = value_loss_terms(clean_values, clean_old, clean_returns, self.value_clip)
-        eps = VERL_COUNT_EPS if self.value_loss_agg == "seq-mean-token-mean" else 0.0
-        loss = 0.5 * ops.aggregate(per_token, keep, self.value_loss_agg, count_eps=eps)
+        loss = 0.5 * ops.aggregate(per_token, keep, self.value_loss_agg, count_eps=VERL_COUNT_EPS)
         metrics = {"value_loss": loss.detach(), **ops.masked_fractions({"value_clip_frac": clipped}, keep)}
         return loss, metric_floats(metrics)

@@ -15,7 +15,8 @@ import sys
 
 import torch
 
-RENAMED = {"decay_rate": "half_life"}  # FIPO's Future-KL half-life, renamed after 0.1.0
+RENAMED = {"decay_rate": "half_life"}  # FIPO's Future-KL half-life, renamed after 0.1.0: written out, not
+# read from FIPO.renamed_hyperparameters, because a checkout from before the rename lacks that attribute
 
 
 def outputs() -> dict[str, tuple]:
@@ -30,6 +31,7 @@ def outputs() -> dict[str, tuple]:
     old_logp = -torch.rand(n, t, generator=generator, dtype=torch.float64) * 3
     logp = old_logp + torch.randn(n, t, generator=generator, dtype=torch.float64) * 0.5
     ref_logp = old_logp + torch.randn(n, t, generator=generator, dtype=torch.float64) * 0.2
+    values = torch.rand(n, t, generator=generator, dtype=torch.float64)  # a critic's, for those with one
     results = {}
     for name in list_algorithms():
         if name.startswith("test-"):  # registered by the test suite
@@ -38,14 +40,21 @@ def outputs() -> dict[str, tuple]:
         if "overlong_buffer" in get_algorithm(name).hyperparameters():
             settings["overlong_buffer"] = 16  # shorter than these responses' maximum length
         algorithm = get_algorithm(name, **settings)
-        advantages = algorithm.advantages(rewards, groups, mask=mask).double()
+        if algorithm.needs_critic:  # advantages from the critic's values; its returns and loss too
+            advantages, returns, _ = algorithm.critic_rollout(rewards.double(), values, mask.bool())
+            value_loss, _ = algorithm.value_loss(values + 0.1, values, returns, mask.bool())
+            critic = (returns.tolist(), value_loss.item())
+        else:
+            advantages, critic = algorithm.advantages(rewards, groups, mask=mask).double(), ()
         ref = ref_logp if algorithm.needs_reference else None
         token_loss, loss_mask, _ = algorithm.token_loss(logp, old_logp, advantages, mask, ref)
-        loss, metrics = algorithm.policy_loss(logp, old_logp, advantages, mask, ref)
+        correct = {"correct": rewards > 0} if algorithm.needs_correctness else {}  # VAPO's LM loss
+        loss, metrics = algorithm.policy_loss(logp, old_logp, advantages, mask, ref, **correct)
         hyperparameters = {RENAMED.get(k, k): v for k, v in algorithm.hyperparameters().items()}
         results[name] = (
             advantages.tolist(), algorithm.shape_rewards(rewards, lengths, t).tolist(), token_loss.tolist(),
             loss_mask.tolist(), loss.item(), sorted(metrics.items()), sorted(hyperparameters.items()),
+            *critic,
         )
     return results
 

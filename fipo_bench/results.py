@@ -40,9 +40,9 @@ RUN_DIR_PATTERN = re.compile(r"^(?P<algo>.+)-seed(?P<seed>\d+)$")
 STEP_DIR_PATTERN = re.compile(r"^step-(?P<step>\d+)$")
 LOCK_FILE = ".lock"
 TRAINER_STATE = "trainer_state.pt"
+"""Optimizer + schedule state inside a local checkpoint: a checkpoint is a resume point only with it."""
 CRITIC_DIR, CRITIC_WEIGHTS, CRITIC_OPTIMIZER = "critic", "model.safetensors", "optimizer.pt"
 """checkpoints/step-N/critic/ of an algorithm with a critic: its weights and its optimizer state."""
-"""Optimizer + schedule state inside a local checkpoint: a checkpoint is a resume point only with it."""
 TIMING_FIELDS = frozenset({"tokens_per_s", "gen_tokens_per_s", "gen_time_s", "step_time_s", "critic_time_s"})
 """metrics.jsonl fields that hold wall-clock measurements: the only ones two identical runs differ in."""
 # config.json keys that may differ between an interrupted run and its resumption.

@@ -150,6 +150,11 @@ def test_advantages_and_returns_match_the_naive_gae_and_verls_whitening(
     expected = naive_verl_whiten(naive_gae(rewards, clean, mask, gamma, lam_actor), mask)
     torch.testing.assert_close(advantages, expected, rtol=1e-12, atol=1e-12)
     assert torch.isfinite(advantages).all() and torch.isfinite(returns).all()  # NaN padding never read
+    # What the backends call: the same tensors, and the metrics of the raw (unwhitened) advantages
+    rollout_advantages, rollout_returns, metrics = alg.critic_rollout(rewards, values, mask)
+    assert torch.equal(rollout_advantages, advantages) and torch.equal(rollout_returns, returns)
+    raw = naive_gae(rewards, clean, mask, gamma, lam_actor)
+    assert metrics == pytest.approx(critic_metrics(values, returns, raw, mask), rel=1e-12)
 
 
 def test_gamma_lambda_one_gives_reward_minus_value_and_monte_carlo_returns():

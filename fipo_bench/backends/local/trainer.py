@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from fipo_bench import algorithms, models
+from fipo_bench import models
 from fipo_bench.backends.local.critic import ValueModel, response_values
 from fipo_bench.results import CRITIC_DIR, TRAINER_STATE
 from fipo_bench.sampling import Samples, left_pad, sample
@@ -312,7 +312,7 @@ class LocalTrainer:
            correct), then `alg.shape_rewards` (overlong shaping);
         4. advantage: `alg.advantages` (with the response mask); for an algorithm with a critic
            (`alg.needs_critic`, fipo_bench.backends.local.critic), the critic's values of the rollout and
-           `alg.advantages_and_returns`;
+           `alg.critic_rollout`;
         5. update: B / mini_batch_size AdamW steps of `alg.policy_loss`, one per mini-batch of groups (so
            off-policy weights like FIPO's act from the second on), with grad clipping; a frozen reference
            model is loaded only when `alg.needs_reference`; a critic takes one `alg.value_loss` step per
@@ -425,8 +425,8 @@ class LocalTrainer:
 
     def estimate_advantages(self, rollout: Rollout) -> dict[str, float]:
         """rollout.advantages from `alg.advantages` (with the response mask), or with a critic from
-        `alg.advantages_and_returns` on the critic's values (also rollout.old_values and returns); returns
-        the critic's rollout metrics (algorithms.critic_metrics), if any."""
+        `alg.critic_rollout` on the critic's values (also rollout.old_values and returns); returns the
+        critic's rollout metrics, if any."""
         rewards = rollout.rewards
         if self.critic is None:
             rollout.advantages = self.alg.advantages(rewards, rollout.group_ids,
@@ -437,11 +437,8 @@ class LocalTrainer:
         if self.critic is not None:
             start = time.perf_counter()
             rollout.old_values = self._forward_no_grad(rollout, self._values_of(self.critic))
-            rollout.advantages, rollout.returns = self.alg.advantages_and_returns(
+            rollout.advantages, rollout.returns, metrics = self.alg.critic_rollout(
                 rollout.rewards, rollout.old_values, rollout.mask)
-            raw_advantages, _ = self.alg.gae(rollout.rewards, rollout.old_values, rollout.mask)
-            metrics = algorithms.critic_metrics(rollout.old_values, rollout.returns, raw_advantages,
-                                                rollout.mask)
             self._critic_time += time.perf_counter() - start
         return metrics
 

@@ -224,7 +224,6 @@ def registry_advantages(experiences, alg, n_samples_per_prompt: int, max_respons
 def registry_critic_advantages(experiences, alg, max_response_length: int):
     """Set rewards (shaped), advantages and returns [B, A] of OpenRLHF experiences from their critic values
     (`experience.values`, [B, A]), with the rollout-side critic metrics in `info`; returns them."""
-    from fipo_bench.algorithms.ppo import critic_metrics
 
     sizes = [len(e.index) for e in experiences]
     rewards = torch.cat(
@@ -239,9 +238,7 @@ def registry_critic_advantages(experiences, alg, max_response_length: int):
     mask = padded([e.action_mask.bool() for e in experiences]).to(rewards.device)  # [M, width]
     values = padded([e.values.float() for e in experiences]).to(rewards.device)  # [M, width]
     shaped = alg.shape_rewards(rewards, lengths, max_response_length)  # [M]
-    raw_advantages, _ = alg.gae(shaped, values, mask)
-    advantages, returns = alg.advantages_and_returns(shaped, values, mask)
-    batch_metrics = critic_metrics(values, returns, raw_advantages, mask)
+    advantages, returns, batch_metrics = alg.critic_rollout(shaped, values, mask)
     for e, reward, advantage, target in zip(
         experiences, shaped.split(sizes), advantages.split(sizes), returns.split(sizes), strict=True
     ):
@@ -256,7 +253,7 @@ def registry_critic_advantages(experiences, alg, max_response_length: int):
 
 def patch_experience_maker(module, alg) -> None:
     """`compute_advantages_and_returns` -> `alg.shape_rewards` + `alg.advantages` (`registry_advantages`),
-    or with a critic `alg.advantages_and_returns` on the rollout values (`registry_critic_advantages`,
+    or with a critic `alg.critic_rollout` on the rollout values (`registry_critic_advantages`,
     whitened over the whole rollout batch, with the rollout-side `CRITIC_METRICS` in `info`)."""
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):

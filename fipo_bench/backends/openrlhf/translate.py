@@ -185,7 +185,7 @@ def openrlhf_args(
       from the base checkpoint (`--critic.model_name_or_path`, a value head on the last hidden state) with
       their own AdamW at `critic_lr_scale` x the actor's learning rate; `--algo.advantage.gamma/lambd` and
       `--critic.value_clip` mirror the algorithm (the plugin computes the advantages and returns with
-      `alg.advantages_and_returns`, per-response lambdas included, and replaces OpenRLHF's `ValueLoss` with
+      `alg.critic_rollout`, per-response lambdas included, and replaces OpenRLHF's `ValueLoss` with
       `alg.value_loss`'s terms). Value pretraining is OpenRLHF's own `--critic.freezing_steps`: the actor
       stays frozen for the run's first `value_pretrain_steps` steps (so those rollouts are the initial
       policy's) while the critic trains; they count among `num_steps`, so the policy takes
