@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -288,11 +290,28 @@ def _from_json(name: str, value: Any, source: str) -> Any:
     tuples, ints are floats where a float is expected); "0,1,2" is a list."""
     annotation = _field_types()[name]
     if isinstance(value, str) and typing.get_origin(annotation) is tuple:  # "0,1,2" from a command line
-        value = [parse_value(item.strip()) for item in value.split(",") if item.strip()]
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        _refuse_split_options(name, items, source)
+        value = [parse_value(item) for item in items]
     ok, converted = coerce(value, annotation)
     if not ok:
         raise ConfigError(f"{source}: field {name!r}: expected {describe(annotation)}, got {value!r}")
     return converted
+
+
+_NAME_LIKE = re.compile(r"[A-Za-z./~][\w./~-]*")
+
+
+def _refuse_split_options(name: str, items: list[str], source: str) -> None:
+    """A comma inside an rg: name's option list (`operators=+,-`) also separates a comma-separated list's
+    items: refuse what reads as a piece of the previous name's options rather than a dataset name."""
+    for before, item in itertools.pairwise(items):
+        if before.startswith("rg:") and "?" in before and not item.startswith("rg:") \
+                and not _NAME_LIKE.fullmatch(item):
+            raise ConfigError(
+                f"{source}: field {name!r}: {item!r} reads as part of {before!r}'s options (a comma inside "
+                f"an rg: option list also separates the list's items): write the list as JSON, e.g. "
+                f"--set '{name}=[\"{before},{item}\"]', or the comma as %2C")
 
 
 def _plain(value: Any) -> Any:

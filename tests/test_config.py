@@ -207,3 +207,20 @@ def test_tiny_presets_chain_default_sums_kept_and_study_over_seeds():
     assert len(study.seeds) >= 6
     differ = {k for k, v in study.to_dict().items() if tiny.to_dict()[k] != v}
     assert differ == {"seeds", "preset"}
+
+
+@pytest.mark.parametrize(("listed", "expected"), [
+    ("rg:chain_sum?size=40,aime24", ("rg:chain_sum?size=40", "aime24")),  # a name after options: a new item
+    ('["rg:basic_arithmetic?operators=+,-&min_terms=2", "aime24"]',
+     ("rg:basic_arithmetic?operators=+,-&min_terms=2", "aime24")),  # JSON keeps the option list whole
+    ("rg:basic_arithmetic?operators=+%2C-,aime24", ("rg:basic_arithmetic?operators=+%2C-", "aime24")),
+    ("rg:basic_arithmetic?operators=+,-&min_terms=2", "'-&min_terms=2' reads as part of"),
+    ("aime24,rg:basic_arithmetic?operators=+,*", "'\\*' reads as part of"),
+])
+def test_a_comma_inside_an_rg_option_list_is_not_taken_for_a_list_separator(listed, expected):
+    options = {"model": "/m", "dataset": "rg:chain_sum"}
+    if isinstance(expected, tuple):
+        assert build_config(None, options=options, sets=[f"eval_datasets={listed}"]).eval_datasets == expected
+    else:
+        with pytest.raises(ConfigError, match=f"field 'eval_datasets': {expected}.*write the list as JSON"):
+            build_config(None, options=options, sets=[f"eval_datasets={listed}"])

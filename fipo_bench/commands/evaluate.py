@@ -126,9 +126,9 @@ def eval_checkpoint(
     from fipo_bench.evals.datasets import load_dataset
     from fipo_bench.evals.generate import sampling_config
     from fipo_bench.evals.io import check_free
-    from fipo_bench.evals.procedural import label
     from fipo_bench.evals.prompts import format_prompt
     from fipo_bench.evals.runner import evaluate_checkpoint, validate_checkpoint
+    from fipo_bench.tasks import dataset_label
 
     # Every input is checked before the model loads: a mistake costs seconds, not a sampling run.
     try:
@@ -139,9 +139,7 @@ def eval_checkpoint(
         format_prompt("", template)
         check_backend(backend)
         problems = load_dataset(dataset, data_dir, limit=limit)
-        dataset_name = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".parquet")) else dataset
-        if dataset.startswith("rg:"):
-            dataset_name = label(dataset)  # a directory name without URL punctuation
+        dataset_name = dataset_label(dataset)  # the directory name a run's evals use
         out_dir = out or default_out_dir(checkpoint, dataset_name)
         check_free(out_dir, force)
     except (ValueError, OSError, ImportError) as e:
