@@ -2,6 +2,7 @@
 the command line as OpenRLHF's parser reads it, the patched advantages and returns on real Experience
 objects, the patched ValueLoss inside OpenRLHF's critic training_step, and VAPO's LM loss in the actor's."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -83,7 +84,7 @@ def parse():
 @pytest.mark.parametrize("name", CRITIC_ALGORITHMS)
 def test_critic_flags_parse_and_mean_what_we_intend(name, tmp_path, parse):
     alg = get_algorithm(name, **OVERRIDES.get(name, {}))
-    args = parse(argv_for(alg, tmp_path))
+    args = parse(argv_for(alg, tmp_path, dataclasses.replace(CONFIG, warmup_steps=2)))
     assert args.algo.advantage.estimator == "gae"
     assert args.critic.model_name_or_path == "/models/base"  # the base checkpoint with a value head
     assert (args.algo.advantage.gamma, args.algo.advantage.lambd) == (alg.gamma, alg.lam_critic)
@@ -91,7 +92,8 @@ def test_critic_flags_parse_and_mean_what_we_intend(name, tmp_path, parse):
     assert args.critic.adam.lr == pytest.approx(1e-6 * alg.critic_lr_scale)
     assert (args.critic.adam.weight_decay, args.critic.max_norm) == (0.1, 0.5)
     assert list(args.critic.adam.betas) == [0.9, 0.999] and args.critic.lr_scheduler == "constant_with_warmup"
-    assert args.critic.lr_warmup_ratio == args.actor.lr_warmup_ratio
+    # the actor warms up; the critic's rate is constant from the first step, as the local backend's
+    assert args.actor.lr_warmup_ratio > 0 and args.critic.lr_warmup_ratio == 0.0
     # OpenRLHF trains the actor once global_step (0 at the first step) > freezing_steps: P - 1 freezes P steps
     assert alg.value_pretrain_steps == (0 if name == "ppo" else 5)
     assert args.critic.freezing_steps == alg.value_pretrain_steps - 1

@@ -282,8 +282,10 @@ def openrlhf_args(
                 "critic.adam.betas": (0.9, 0.999),
                 "critic.adam.weight_decay": config.weight_decay,
                 "critic.max_norm": config.grad_clip,
+                # constant from the first step, as the local backend's critic (and verl's critic default):
+                # value pretraining is what prepares it, not a warm-up
                 "critic.lr_scheduler": "constant_with_warmup",
-                "critic.lr_warmup_ratio": warmup_ratio,
+                "critic.lr_warmup_ratio": 0.0,
                 # OpenRLHF trains the actor at global_step > freezing_steps, its first step being
                 # global_step 0 (logged as step 1): P - 1 freezes the first P steps, -1 (its default) none.
                 "critic.freezing_steps": hp["value_pretrain_steps"] - 1,
