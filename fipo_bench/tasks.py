@@ -135,17 +135,17 @@ def _dataset_data(cfg: RunConfig) -> TaskData:
 
     curriculum = None
     try:
-        if cfg.curriculum:
+        if cfg.curriculum:  # a task without a curriculum fails here, before step 1
             curriculum = _curriculum(cfg, fits_prompt)
             start = curriculum()
-            train = start.pool(start.level)
+            train = fits = start.pool(start.level)  # the curriculum keeps only prompts that fit
         else:
             train = load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.num_train_problems or None,
                                  split="train")
+            fits = [p for p in train if fits_prompt(p)]
     except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"config field 'dataset': {e}") from None
 
-    fits = [p for p in train if fits_prompt(p)]
     if not fits:
         raise ConfigError(f"config field 'max_prompt_length': no prompt of {cfg.dataset} fits in "
                           f"{cfg.max_prompt_length} tokens")
@@ -170,7 +170,6 @@ def _curriculum(cfg: RunConfig, keep: Callable[[Any], bool]) -> Callable[[], Any
 
     spec = procedural.parse_spec(cfg.dataset)
     schedule = procedural.Schedule.from_config(cfg.curriculum)
-    spec.max_level()  # a task without a curriculum fails here, before step 1
     pools: dict[int, list] = {}
     return lambda: procedural.Curriculum(spec, schedule, keep=keep, limit=cfg.num_train_problems or None,
                                          pools=pools)
