@@ -634,7 +634,7 @@ class LocalTrainer:
         """response_logp of `rows` (default all) under `model`, without gradient (see _forward_no_grad)."""
         return self._forward_no_grad(rollout, self._logp_of(model), rows)
 
-# -- evaluation -----------------------------------------------------------------------------------
+    # -- evaluation -----------------------------------------------------------------------------------
 
     def evaluate(self, problems: list, *, k: int, temperature: float, top_p: float, max_new_tokens: int,
                  seed_parts: tuple) -> list[dict]:

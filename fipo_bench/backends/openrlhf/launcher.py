@@ -156,7 +156,7 @@ def plan_jobs(config, root: Path, data: TrainingData, layout: translate.Layout) 
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"config field 'algos' / 'algo_overrides.{algo}': {e}") from None
             try:
-                run_dir = root / f"{algo}-seed{seed}"
+                run_dir = root / results.run_dir_name(algo, seed)
                 paths = translate.RunPaths(run_dir, Path(reward.__file__).resolve(), prompts)
                 argv = translate.openrlhf_args(
                     config, alg, seed, paths, layout, model=data.model, num_prompts=len(data.rows)
