@@ -29,16 +29,13 @@ from torch import Tensor
 from fipo_bench import ops
 
 
-def hyperparameter(default: Any, doc: str, *, source: str | None = None) -> Any:
+def hyperparameter(default: Any, doc: str) -> Any:
     """A dataclass field with its documentation: what it means and where its default comes from.
 
-    `doc` is "Meaning. Source." (split at the first ". "), or only the meaning when `source` is given.
+    `doc` is "Meaning. Source.", split at the first ". ".
     """
-    if source is None:
-        meaning, dot, source = doc.partition(". ")
-        meaning += "." if dot else ""
-    else:
-        meaning = doc
+    meaning, dot, source = doc.partition(". ")
+    meaning += "." if dot else ""
     return dataclasses.field(default=default, metadata={"meaning": meaning, "source": source})
 
 

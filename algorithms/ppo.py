@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter, metric_floats
+from fipo_bench.algorithms.base import hyperparameter, metric_floats, setting
 from fipo_bench.algorithms.grpo import GRPO
 from fipo_bench.registry import register_algorithm
 
@@ -187,16 +187,8 @@ class PPO(GRPO):
         "Critic-only steps on rollouts of the frozen initial policy before the first policy update. "
         "ORZ: none.",
     )
-    kl_coef: float = hyperparameter(
-        0.0,
-        "Weight of the k3 KL-to-reference term added to each token's loss (0 = no reference model). "
-        "ORZ's config.py: init_kl_coef 0 and kl_loss_coef 0.",
-    )
-    loss_agg: str = hyperparameter(
-        "token-mean",
-        "How per-token policy losses are reduced (see fipo_bench.ops.aggregate). OpenRLHF's "
-        "default, on which ORZ's trainer is built.",
-    )
+    kl_coef: float = setting(0.0, "ORZ's config.py: init_kl_coef 0 and kl_loss_coef 0.")
+    loss_agg: str = setting("token-mean", "OpenRLHF's default, on which ORZ's trainer is built.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

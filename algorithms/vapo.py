@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter, metric_floats
+from fipo_bench.algorithms.base import hyperparameter, metric_floats, setting
 from fipo_bench.algorithms.vc_ppo import VCPPO
 from fipo_bench.registry import register_algorithm
 
@@ -67,14 +67,8 @@ class VAPO(VCPPO):
     lam_actor: float = hyperparameter(
         0.95, "GAE lambda of the policy's advantages where lam_alpha is None. VC-PPO: 0.95."
     )
-    clip_high: float = hyperparameter(
-        0.28, "Ratio clipped above at 1 + clip_high. VAPO (clip-higher, from DAPO): 0.28."
-    )
-    loss_agg: str = hyperparameter(
-        "token-mean",
-        "How per-token policy losses are reduced (see fipo_bench.ops.aggregate). VAPO's "
-        "token-level loss: token-mean.",
-    )
+    clip_high: float = setting(0.28, "VAPO (clip-higher, from DAPO): 0.28.")
+    loss_agg: str = setting("token-mean", "VAPO's token-level loss: token-mean.")
     lm_loss_coef: float = hyperparameter(
         0.1,
         "Weight mu of the NLL of the batch's correct responses added to the policy loss (0 = off). "

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from fipo_bench.algorithms.base import hyperparameter
+from fipo_bench.algorithms.base import setting
 from fipo_bench.algorithms.ppo import PPO
 from fipo_bench.registry import register_algorithm
 
@@ -38,19 +38,9 @@ class VCPPO(PPO):
 
     paper: ClassVar[str] = "Yuan et al. 2025, VC-PPO, arXiv 2503.01491"
 
-    lam_actor: float = hyperparameter(
-        0.95, "GAE lambda of the policy's advantages. VC-PPO's decoupled GAE: 0.95."
+    lam_actor: float = setting(0.95, "VC-PPO's decoupled GAE: 0.95.")
+    lam_critic: float = setting(1.0, "VC-PPO's decoupled GAE: 1.0.")
+    value_pretrain_steps: int = setting(
+        50, "VC-PPO's value pretraining; 50 steps as VAPO (arXiv 2504.05118) reports."
     )
-    lam_critic: float = hyperparameter(
-        1.0, "GAE lambda of the critic's targets (returns). VC-PPO's decoupled GAE: 1.0."
-    )
-    value_pretrain_steps: int = hyperparameter(
-        50,
-        "Critic-only steps on rollouts of the frozen initial policy before the first policy update. "
-        "VC-PPO's value pretraining; 50 steps as VAPO (arXiv 2504.05118) reports.",
-    )
-    critic_lr_scale: float = hyperparameter(
-        2.0,
-        "The critic's learning rate as a multiple of the actor's. VAPO's setting (1e-6 and 2e-6); "
-        "VC-PPO states none.",
-    )
+    critic_lr_scale: float = setting(2.0, "VAPO's setting (1e-6 and 2e-6); VC-PPO states none.")
