@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from fipo_bench.coerce import parse_value
 from fipo_bench.evals.problem import Problem
 from fipo_bench.evals.procedural_check import TASKS_EXTRA_HINT, ProceduralGold
 
@@ -186,19 +186,11 @@ def _coerce(name: str, key: str, text: str, hint: Any) -> Any:
         if hint in (list, tuple) or origin in (list, tuple):
             items = [t.strip() for t in text.split(",") if t.strip()]
             item_type = args[0] if args else None  # tuple[int, ...], tuple[int, int], list[str]
-            values = [_coerce(name, key, t, item_type) if item_type else _guess(t) for t in items]
+            values = [_coerce(name, key, t, item_type) if item_type else parse_value(t) for t in items]
             return tuple(values) if (origin or hint) is tuple else values
-        return _guess(text)
+        return parse_value(text)
     except ValueError as e:
         raise ValueError(f"{name}: option {key!r}: {e} (got {text!r})") from None
-
-
-def _guess(text: str) -> Any:
-    """A value of an unannotated field: a JSON number, boolean or list when it parses, else the text."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def split_of(question: str) -> str:

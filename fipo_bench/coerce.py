@@ -9,9 +9,19 @@ values are checked where they are used); an annotation none of these covers (e.g
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from typing import Any
+
+
+def parse_value(text: str) -> Any:
+    """A value written as text (`--set`, an rg: option of an unannotated field): JSON when it parses
+    (numbers, true/false, null, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def coerce(value: Any, annotation: Any) -> tuple[bool, Any]:

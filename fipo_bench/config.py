@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fipo_bench.coerce import coerce, describe
+from fipo_bench.coerce import coerce, describe, parse_value
 from fipo_bench.io import read_json
 from fipo_bench.presets import BUILTIN_PRESET, MODEL_PRESET, get_preset
 from fipo_bench.registry import algorithm_class
@@ -323,14 +323,6 @@ def _plain(value: Any) -> Any:
 
 
 # -- building a config from layers ---------------------------------------------------------------------
-
-
-def parse_value(text: str) -> Any:
-    """`--set` values: JSON when they parse (numbers, true/false, null, lists), else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def apply_sets(values: dict[str, Any], sets: list[str]) -> dict[str, Any]:
