@@ -135,10 +135,14 @@ def check_critic(config, alg) -> None:
             f"the run's first steps (--critic.freezing_steps), so it must be below num_steps = "
             f"{config.num_steps}; lower it (--set {alg.name}.value_pretrain_steps=N) or raise --steps"
         )
-    if steps and alg.dynamic_sampling:
+    if alg.dynamic_sampling:
+        # The actor's loader is patched for short batches (patches.patch_ppo_actor), the critic's is not:
+        # OpenRLHF's critic ppo_train drops a short last micro-batch (drop_last=True), and with value
+        # pretraining the frozen actor's share of each batch is trimmed by a size that must not vary.
         raise UnsupportedOption(
-            f"{alg.name}: value_pretrain_steps with dynamic_sampling: the frozen actor's share of each "
-            f"pretraining batch is dropped by its size, which dynamic sampling varies; turn one off"
+            f"{alg.name}: dynamic_sampling with a critic: dynamic sampling varies the batch, which "
+            f"OpenRLHF's critic trainer (drop_last) and value pretraining need fixed; turn it off "
+            f"(--set {alg.name}.dynamic_sampling=false) or use --backend local"
         )
     if alg.value_clip is None:
         raise UnsupportedOption(
