@@ -132,3 +132,39 @@ def test_a_failed_jobs_status_names_the_error_of_its_log(tmp_path):
     assert launcher.failure_reason(log).startswith(": error: this job needs 3 GPUs")
     log.write_text("nothing to see\n")
     assert launcher.failure_reason(log) == ""
+
+
+def test_ctrl_c_marks_the_running_job_interrupted_and_says_where_each_stopped(tmp_path, monkeypatch):
+    from fipo_bench.backends.base import MatrixInterrupted
+    from fipo_bench.results import RunDir
+
+    base = tmp_path / "base"
+    base.mkdir()
+    rows = [{"prompt": "p", "answer": "1"}] * 16
+    data = launcher.TrainingData(str(base), rows, {"aime24": ("aime24", "dapo")})
+    monkeypatch.setattr(launcher, "training_data", lambda config, root, dry_run: data)
+
+    def run_job(config, job, data, ray_address, record):  # dapo completes; fipo is stopped after 2 steps
+        run = RunDir(job.run_dir)
+        if job.alg.name == "dapo":
+            run.set_status("completed", 4)
+            return "completed"
+        run.set_status("running", 0)
+        (job.run_dir / "checkpoints" / "_actor" / "global_step2").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launcher, "run_job", run_job)
+    config = RunConfig(run_name="stop", output_dir=str(tmp_path / "results"), algos=("dapo", "fipo", "grpo"),
+                       seeds=(0,), model=str(base), dataset="d.jsonl", eval_datasets=("aime24",), num_steps=4,
+                       rollout_batch_size=4, mini_batch_size=2, device="cuda", recompute_old_logp=True,
+                       algo_overrides={"dapo": {"overlong_buffer": 8}, "fipo": {"overlong_buffer": 8}})
+    monkeypatch.setenv("FIPO_BENCH_OPENRLHF_GPUS_PER_NODE", "2")
+    monkeypatch.setenv("FIPO_BENCH_OPENRLHF_VLLM_ENGINES", "2")
+    with pytest.raises(MatrixInterrupted) as stopped:
+        launcher.launch(config)
+    root = stopped.value.root
+    assert stopped.value.stops == ["dapo-seed0: completed", "fipo-seed0: interrupted, resumes after step 2",
+                                   "grpo-seed0: not started"]
+    assert read_json(root / "fipo-seed0" / "status.json") == {
+        "status": "interrupted", "step": 2, "error": "interrupted (Ctrl-C)"}
+    assert read_json(root / "run.json")["status"] == "interrupted"

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fipo_bench import results
-from fipo_bench.backends.base import Backend, Execution, MatrixResult, Plan, Reporter, RunResult
+from fipo_bench.backends.base import (
+    Backend,
+    Execution,
+    MatrixInterrupted,
+    MatrixResult,
+    Plan,
+    Reporter,
+    RunResult,
+)
 from fipo_bench.backends.openrlhf import translate
 from fipo_bench.backends.openrlhf.driver import runtime_env
 from fipo_bench.config import ConfigError
@@ -305,14 +313,31 @@ def launch(config, *, dry_run: bool = False, ray_address: str | None = None,
         write_jsonl(root / "openrlhf" / "prompts.jsonl", data.rows)
         for path, rows in data.eval_files.items():
             write_jsonl(Path(path), rows)
-        statuses = [
-            run_job(config, job, data, ray_address,
-                    results.run_config_record(config, job.alg, job.seed, data.model))
-            for job in jobs
-        ]
+        try:
+            statuses = [
+                run_job(config, job, data, ray_address,
+                        results.run_config_record(config, job.alg, job.seed, data.model))
+                for job in jobs
+            ]
+        except KeyboardInterrupt:  # Ctrl-C also stops the job's process group; the same command resumes
+            results.finish_matrix(root, meta, "interrupted")
+            raise MatrixInterrupted(root, [mark_interrupted(job) for job in jobs]) from None
         failed = any(s != "completed" for s in statuses)
         results.finish_matrix(root, meta, "failed" if failed else "completed")
     return root
+
+
+def mark_interrupted(job: Job) -> str:
+    """Mark a job that Ctrl-C left "running" as interrupted; where the job stopped, in a line."""
+    run, name = results.RunDir(job.run_dir), job.run_dir.name
+    status = run.status()
+    if status is None:
+        return f"{name}: not started"
+    if status["status"] != "running":
+        return f"{name}: {status['status']}"
+    step = last_checkpoint_step(job.run_dir)
+    run.set_status("interrupted", step, "interrupted (Ctrl-C)")
+    return f"{name}: interrupted, resumes after step {step}"
 
 
 def run_job(config, job: Job, data: TrainingData, ray_address: str | None, record: dict) -> str:
