@@ -223,31 +223,6 @@ def last_checkpoint_step(run_dir: Path) -> int:
     return max(steps, default=0)
 
 
-def plan_text(
-    config, root: Path, data: TrainingData, jobs: list[Job], layout, ray_address: str | None
-) -> str:
-    lines = [f"# fipo-bench run --backend openrlhf: {len(jobs)} jobs -> {root}/",
-             f"# layout: {layout}; ray: {ray_address or 'a local head started by each job'}"]
-    unfiltered = (
-        " (before dropping prompts over max_prompt_length, which needs the tokenizer)" if config.model else ""
-    )
-    prompts = root / "openrlhf" / "prompts.jsonl"
-    lines.append(f"# training prompts: {len(data.rows)} rows{unfiltered} -> {prompts}")
-    for job in jobs:
-        lines.append(f"\n## {job.run_dir.name}: {job.alg.name} {json_safe(job.alg.hyperparameters())}")
-        lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(job.env.items())]
-        lines.append(f"# ray.init(runtime_env={json.dumps(runtime_env(job.env))})")
-        lines.append(shlex.join(job.command(ray_address)))
-        steps = eval_steps(config)
-        lines.append(f"# then fipo-bench eval at steps {steps[:3]} ... {steps[-1]} ({len(steps)}), e.g.:")
-        for step in (steps[0], steps[-1]):
-            checkpoint = data.model if step == 0 else str(job.run_dir / "checkpoints" / f"step-{step}")
-            for name, (dataset, template) in data.evals.items():
-                out = job.run_dir / "eval" / name / f"step-{step}"
-                lines.append(shlex.join(eval_command(config, checkpoint, dataset, template, job.seed, out)))
-    return "\n".join(lines)
-
-
 @dataclass
 class OpenRLHFPlan(Plan):
     """Every job's command line and environment, checked; `data` is the dry run's when dry_run."""
@@ -260,8 +235,29 @@ class OpenRLHFPlan(Plan):
     ray_address: str | None
 
     def describe(self) -> str:
-        text = plan_text(self.config, self.root, self.data, self.jobs, self.layout, self.ray_address)
-        return f"{text}\nrun directory: {self.root}"
+        """Every job's environment and OpenRLHF command, then its fipo-bench eval commands."""
+        config, root, data = self.config, self.root, self.data
+        lines = [f"# fipo-bench run --backend openrlhf: {len(self.jobs)} jobs -> {root}/",
+                 f"# layout: {self.layout}; ray: {self.ray_address or 'a local head started by each job'}"]
+        unfiltered = " (before dropping prompts over max_prompt_length, which needs the tokenizer)"
+        unfiltered = unfiltered if config.model else ""
+        prompts = root / "openrlhf" / "prompts.jsonl"
+        lines.append(f"# training prompts: {len(data.rows)} rows{unfiltered} -> {prompts}")
+        steps = eval_steps(config)
+        for job in self.jobs:
+            lines.append(f"\n## {job.run_dir.name}: {job.alg.name} {json_safe(job.alg.hyperparameters())}")
+            lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(job.env.items())]
+            lines.append(f"# ray.init(runtime_env={json.dumps(runtime_env(job.env))})")
+            lines.append(shlex.join(job.command(self.ray_address)))
+            lines.append(f"# then fipo-bench eval at steps {steps[:3]} ... {steps[-1]} ({len(steps)}), e.g.:")
+            for step in (steps[0], steps[-1]):
+                checkpoint = data.model if step == 0 else str(job.run_dir / "checkpoints" / f"step-{step}")
+                for name, (dataset, template) in data.evals.items():
+                    out = job.run_dir / "eval" / name / f"step-{step}"
+                    evaluate = eval_command(config, checkpoint, dataset, template, job.seed, out)
+                    lines.append(shlex.join(evaluate))
+        lines.append(f"run directory: {root}")
+        return "\n".join(lines)
 
 
 def make_plan(config, *, dry_run: bool, ray_address: str | None) -> OpenRLHFPlan:
@@ -297,16 +293,11 @@ class OpenRLHFBackend(Backend):
         return MatrixResult(root, runs)
 
 
-def launch(config, *, dry_run: bool = False, ray_address: str | None = None,
-           command: list[str] | None = None) -> Path:
-    """Run (or with dry_run, print) every algorithm x seed of `config` on OpenRLHF; returns results/<run>/.
-    `command` is recorded in run.json (default sys.argv)."""
-    prepared = make_plan(config, dry_run=dry_run, ray_address=ray_address)
+def launch(config, *, ray_address: str | None = None, command: list[str] | None = None) -> Path:
+    """Run every algorithm x seed of `config` on OpenRLHF; returns results/<run>/. `command` is recorded
+    in run.json (default sys.argv). (The dry run is the backend's plan: OpenRLHFPlan.describe.)"""
+    prepared = make_plan(config, dry_run=False, ray_address=ray_address)
     root, data, jobs = prepared.root, prepared.data, prepared.jobs
-    if dry_run:
-        print(plan_text(config, root, data, jobs, prepared.layout, ray_address))
-        return root
-
     with results.locked(root):  # a second launch of the same run is refused (it names this process)
         meta = results.start_matrix(root, config, command=command if command is not None else sys.argv,
                                     backend="openrlhf")
