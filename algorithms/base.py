@@ -156,7 +156,20 @@ class Algorithm:
         """
         token_loss, loss_mask, metrics = self.token_loss(logp, old_logp, advantages, mask, ref_logp)
         loss = ops.aggregate(token_loss, loss_mask, self.loss_agg, self.num_tokens_norm)
+        extra = self.auxiliary_loss(logp, mask, correct)
+        if extra is not None:
+            term, extra_metrics = extra
+            loss = loss + term
+            metrics.update(extra_metrics)
         return loss, metric_floats(metrics)
+
+    def auxiliary_loss(
+        self, logp: Tensor, mask: Tensor, correct: Tensor | None
+    ) -> tuple[Tensor, dict[str, Tensor]] | None:
+        """A weighted 0-dim term added to the aggregated policy loss, a mean over this batch's own tokens
+        (VAPO's LM loss), and its metrics; None (the default) for none. Backends that reduce `token_loss`
+        themselves (OpenRLHF) add it with the micro-batch's share of the batch's tokens."""
+        return None
 
 
 def metric_floats(metrics: dict[str, Tensor]) -> dict[str, float]:

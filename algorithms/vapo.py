@@ -10,7 +10,7 @@ arXiv 2504.05118 (2025). VC-PPO (algorithms/vc_ppo.py: value pretraining, lam_cr
 3. Token-level loss: token-mean over every response token of the batch.
 4. Positive-example LM loss: mu * NLL of the correct responses of the batch is added to the policy loss,
    NLL = -sum of their tokens' log-probabilities / their number of tokens, mu = 0.1. It needs each
-   response's correctness (`needs_correctness`; `policy_loss(..., correct=correct)`).
+   response's correctness (`needs_correctness`; `auxiliary_loss`, which `policy_loss(..., correct=)` adds).
 5. Group sampling: several samples per prompt (512 prompts x 16). That is the run's
    `samples_per_prompt`, not an algorithm field: GAE does not use groups.
 6. The critic's learning rate above the actor's: 2e-6 vs 1e-6 (`critic_lr_scale` 2).
@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from fipo_bench import ops
-from fipo_bench.algorithms.base import hyperparameter, metric_floats, setting
+from fipo_bench.algorithms.base import hyperparameter, setting
 from fipo_bench.algorithms.vc_ppo import VCPPO
 from fipo_bench.registry import register_algorithm
 
@@ -92,27 +92,19 @@ class VAPO(VCPPO):
             return self.lam_actor
         return length_adaptive_lambdas(torch.count_nonzero(mask, dim=-1), self.lam_alpha)
 
-    def policy_loss(
-        self,
-        logp: Tensor,
-        old_logp: Tensor,
-        advantages: Tensor,
-        mask: Tensor,
-        ref_logp: Tensor | None = None,
-        correct: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, float]]:
-        token_loss, loss_mask, metrics = self.token_loss(logp, old_logp, advantages, mask, ref_logp)
-        loss = ops.aggregate(token_loss, loss_mask, self.loss_agg, self.num_tokens_norm)
-        if self.needs_correctness:
-            if correct is None:
-                raise ValueError(
-                    f"{self.name}: lm_loss_coef = {self.lm_loss_coef} > 0 needs each response's "
-                    f"correctness: policy_loss(..., correct=correct) (or set lm_loss_coef=0)"
-                )
-            lm_loss = self.positive_lm_loss(logp, mask, correct)
-            loss = loss + self.lm_loss_coef * lm_loss
-            metrics["lm_loss"] = lm_loss.detach()
-        return loss, metric_floats(metrics)
+    def auxiliary_loss(
+        self, logp: Tensor, mask: Tensor, correct: Tensor | None
+    ) -> tuple[Tensor, dict[str, Tensor]] | None:
+        """lm_loss_coef x the positive-example LM loss (section 3.3), added to the policy loss."""
+        if not self.needs_correctness:
+            return None
+        if correct is None:
+            raise ValueError(
+                f"{self.name}: lm_loss_coef = {self.lm_loss_coef} > 0 needs each response's "
+                f"correctness: policy_loss(..., correct=correct) (or set lm_loss_coef=0)"
+            )
+        lm_loss = self.positive_lm_loss(logp, mask, correct)
+        return self.lm_loss_coef * lm_loss, {"lm_loss": lm_loss.detach()}
 
     def positive_lm_loss(self, logp: Tensor, mask: Tensor, correct: Tensor) -> Tensor:
         """Mean negative log-probability over the tokens of the correct responses: logp[N, T], mask[N, T],

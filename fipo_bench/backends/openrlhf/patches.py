@@ -85,18 +85,20 @@ def make_policy_loss_class(alg, aggregate_loss):
             token_loss, loss_mask, metrics = alg.token_loss(
                 log_probs, old_log_probs, advantages, mask, ref_logp
             )
-            lm_term = None
+            correct = None
             if alg.needs_correctness:
                 correct = getattr(self.experience, "scores", None)
                 if correct is None:
                     raise RuntimeError(
-                        f"{alg.name}'s LM loss needs each sample's correctness (experience.scores, from "
+                        f"{alg.name}'s loss needs each sample's correctness (experience.scores, from "
                         f"the reward file's 'scores'); none arrived"
                     )
-                lm_loss = alg.positive_lm_loss(log_probs, mask, correct.to(log_probs.device).reshape(-1))
-                share = mask.sum() / batch_num_tokens if batch_num_tokens else 1.0
-                lm_term = alg.lm_loss_coef * lm_loss * share * dp_size
-                metrics["lm_loss"] = lm_loss.detach()
+                correct = correct.to(log_probs.device).reshape(-1)
+            extra = alg.auxiliary_loss(log_probs, mask, correct)
+            if extra is not None:  # a mean over this micro-batch's tokens: weighted as aggregate_loss weighs
+                term, extra_metrics = extra
+                extra_term = term * (mask.sum() / batch_num_tokens) * dp_size
+                metrics.update(extra_metrics)
             if not self.token_level_loss:  # OpenRLHF's seq-mean-token-mean, rescaled to alg.loss_agg
                 token_loss = token_loss * ops.seq_mean_token_mean_scale(
                     loss_mask, alg.loss_agg, alg.num_tokens_norm
@@ -109,8 +111,8 @@ def make_policy_loss_class(alg, aggregate_loss):
                 batch_num_tokens=batch_num_tokens,
                 global_batch_size=global_batch_size,
             )
-            if lm_term is not None:
-                loss = loss + lm_term
+            if extra is not None:
+                loss = loss + extra_term
             if self.experience is not None:
                 self.experience.info.update({key: value.detach() for key, value in metrics.items()})
             zero = torch.zeros((), device=log_probs.device)
@@ -130,11 +132,11 @@ def patch_ppo_actor(module, alg) -> None:
     exact. `training_step` hands the loss the experience (for `ref_logp` and our metrics) and passes
     OpenRLHF a KL coefficient of 0, because our loss already contains the algorithm's KL term.
 
-    VAPO's positive-example LM loss adds lm_loss_coef x the mean NLL of the micro-batch's correct responses
-    (`experience.scores`, the reward file's correctness), weighted by the micro-batch's share of the step's
-    tokens. It equals `alg.policy_loss`'s term when one micro-batch makes the step; otherwise each
-    micro-batch's correct tokens are averaged on their own (OpenRLHF does not know the step's number of
-    correct tokens in advance).
+    An algorithm's `auxiliary_loss` (VAPO's positive-example LM loss: lm_loss_coef x the mean NLL of the
+    micro-batch's correct responses, from `experience.scores`, the reward file's correctness) is added
+    weighted by the micro-batch's share of the step's tokens. It equals `alg.policy_loss`'s term when one
+    micro-batch makes the step; otherwise each micro-batch's correct tokens are averaged on their own
+    (OpenRLHF does not know the step's number of correct tokens in advance).
 
     One step per rollout step, as in the local backend: OpenRLHF's DataLoader drops a last short
     micro-batch (`drop_last=True`), and DeepSpeed steps only after every `gas`-th micro-batch counted since
