@@ -39,6 +39,16 @@ def left_pad(prompts: list[list[int]], pad_token_id: int, device: torch.device |
     return ids.to(device), mask.to(device)
 
 
+def scoring_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,
+                   response_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The model inputs that score [N, P] left-padded prompts + [N, R] responses in one forward pass:
+    input_ids and attention_mask [N, P+R], and position_ids counted from each row's first real token (as
+    during generation). The output at position P-1+t is the one that predicts response token t."""
+    attention = torch.cat([prompt_mask, response_mask.long()], dim=1)
+    return {"input_ids": torch.cat([prompt_ids, response_ids], dim=1), "attention_mask": attention,
+            "position_ids": (attention.cumsum(-1) - 1).clamp(min=0)}
+
+
 def nucleus_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Set logits outside the smallest set of tokens with probability mass >= top_p to -inf. [B, V]"""
     sorted_logits, order = logits.sort(dim=-1, descending=True)

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from fipo_bench import models
 from fipo_bench.results import CRITIC_OPTIMIZER, CRITIC_WEIGHTS
+from fipo_bench.sampling import scoring_inputs
 
 
 class ValueModel(torch.nn.Module):
@@ -53,11 +54,8 @@ def response_values(critic: ValueModel, prompt_ids: torch.Tensor, prompt_mask: t
                     response_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """V of each response token: [N, P] left-padded prompts + [N, R] responses -> [N, R] float32
     (0 on padding)."""
-    input_ids = torch.cat([prompt_ids, response_ids], dim=1)  # [N, P+R]
-    attention = torch.cat([prompt_mask, response_mask.long()], dim=1)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
     prompt_len, response_len = prompt_ids.shape[1], response_ids.shape[1]
-    hidden = critic.backbone(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+    hidden = critic.backbone(**scoring_inputs(prompt_ids, prompt_mask, response_ids, response_mask),
                              use_cache=False).last_hidden_state
     hidden = hidden[:, prompt_len - 1:prompt_len - 1 + response_len]  # the states that predict token t
     with torch.autocast(hidden.device.type, enabled=False):

@@ -24,7 +24,7 @@ import torch
 from fipo_bench import models
 from fipo_bench.backends.local.critic import ValueModel, response_values
 from fipo_bench.results import CRITIC_DIR, TRAINER_STATE
-from fipo_bench.sampling import Samples, left_pad, sample
+from fipo_bench.sampling import Samples, left_pad, sample, scoring_inputs
 from fipo_bench.tasks import REWARD_CORRECT, REWARD_INCORRECT, TaskData
 
 # Forward passes per micro-batch, over rows sorted by length: padding (and its compute) shrinks from
@@ -85,12 +85,9 @@ def response_logp(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, re
                   response_mask: torch.Tensor, temperature: float) -> torch.Tensor:
     """log pi(response token | prefix) at `temperature`: [N, P] left-padded prompts + [N, R] responses
     -> [N, R] float32 (0 on padding)."""
-    input_ids = torch.cat([prompt_ids, response_ids], dim=1)  # [N, P+R]
-    attention = torch.cat([prompt_mask, response_mask.long()], dim=1)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
     prompt_len, response_len = prompt_ids.shape[1], response_ids.shape[1]
     # The logits at position P-1+t predict response token t; the last position predicts nothing.
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+    logits = model(**scoring_inputs(prompt_ids, prompt_mask, response_ids, response_mask),
                    logits_to_keep=response_len + 1).logits[:, :-1]  # [N, R, V]
     assert logits.shape[1] == response_len, (logits.shape, prompt_len, response_len)
     logits = logits.float() / temperature
