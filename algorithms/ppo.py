@@ -112,9 +112,7 @@ def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     vary beyond rounding (Var(R) <= machine epsilon x mean(R^2 + V^2): a batch whose rewards are all equal
     has nothing to explain, and -inf or NaN there would stop a run, whose metrics must be finite)."""
     keep = mask.bool()
-    var_returns = ops.masked_mean((returns - ops.masked_mean(returns, keep)) ** 2, keep)
-    error = returns - values
-    var_error = ops.masked_mean((error - ops.masked_mean(error, keep)) ** 2, keep)
+    var_returns, var_error = ops.masked_var(returns, keep), ops.masked_var(returns - values, keep)
     scale = ops.masked_mean(returns * returns + values * values, keep)
     varies = var_returns > torch.finfo(var_returns.dtype).eps * scale
     explained = 1.0 - var_error / torch.where(varies, var_returns, torch.ones_like(var_returns))
@@ -127,17 +125,13 @@ def critic_metrics(values: Tensor, returns: Tensor, raw_advantages: Tensor, mask
     keep = mask.bool()
     dtype = ops.compute_dtype(values, returns, raw_advantages)
     values, returns, raw_advantages = (t.detach().to(dtype) for t in (values, returns, raw_advantages))
-    advantage_mean = ops.masked_mean(raw_advantages, keep)
-    count = torch.count_nonzero(keep)
-    centered = torch.where(keep, raw_advantages - advantage_mean, raw_advantages.new_zeros(()))
-    advantage_std = ((centered * centered).sum() / (count - 1).clamp_min(1)).sqrt()
     return metric_floats(
         {
             "explained_variance": explained_variance(values, returns, keep),
             "value_mean": ops.masked_mean(values, keep),
             "return_mean": ops.masked_mean(returns, keep),
-            "advantage_raw_mean": advantage_mean,
-            "advantage_raw_std": advantage_std,
+            "advantage_raw_mean": ops.masked_mean(raw_advantages, keep),
+            "advantage_raw_std": ops.masked_var(raw_advantages, keep, unbiased=True).sqrt(),
         }
     )
 

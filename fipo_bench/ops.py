@@ -88,6 +88,15 @@ def group_sum(values: Tensor, group_ids: Tensor) -> Tensor:
     return values.new_zeros(counts.shape[0]).index_add(0, group_of, values)[group_of]
 
 
+def masked_var(values: Tensor, mask: Tensor, unbiased: bool = False) -> Tensor:
+    """Variance of the `mask` entries of the whole tensor, 0-dim: biased, or Bessel-corrected (then over
+    max(count - 1, 1)); 0 where nothing is set."""
+    keep = mask.bool()
+    count = torch.count_nonzero(keep)
+    centered = torch.where(keep, values - masked_mean(values, keep), values.new_zeros(()))
+    return (centered * centered).sum() / ((count - 1) if unbiased else count).clamp_min(1)
+
+
 def masked_whiten(values: Tensor, mask: Tensor, unbiased: bool, count_eps: float = 0.0) -> Tensor:
     """(values - mean) / std over the `mask` entries of the whole tensor, 0 outside the mask.
 

@@ -181,3 +181,16 @@ def test_float_mask_equals_a_plain_cast(dtype):
     mask = mask.to(dtype)[:, ::2]
     assert torch.equal(ops.float_mask(mask), mask.bool().float())
     assert ops.float_mask(mask).dtype == torch.float32
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_masked_var_is_the_variance_of_the_selected_entries(unbiased):
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(4, 7, generator=g, dtype=torch.float64) * 1e6  # padding values must not leak in
+    mask = torch.rand(4, 7, generator=g) < 0.6
+    expected = values[mask].var(correction=1 if unbiased else 0)
+    torch.testing.assert_close(ops.masked_var(values, mask, unbiased), expected, rtol=1e-12, atol=0)
+    assert ops.masked_var(values, torch.zeros_like(mask), unbiased).item() == 0.0
+    one = torch.zeros_like(mask)
+    one[0, 0] = True
+    assert ops.masked_var(values, one, unbiased).item() == 0.0
