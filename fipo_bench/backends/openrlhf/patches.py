@@ -191,24 +191,32 @@ def patch_ppo_actor(module, alg) -> None:
     trainer.training_step = training_step
 
 
+def _concatenated(experiences, alg, max_response_length: int):
+    """A rollout's experiences as one batch of M samples: (their sizes, the shaped rewards [M], the action
+    masks right-padded to one width [M, width], and `padded`, which does the same to other [B, A] tensors)."""
+    sizes = [len(e.index) for e in experiences]
+    rewards = torch.cat(
+        [e.rewards.to(torch.promote_types(e.rewards.dtype, torch.float32)) for e in experiences]
+    )
+    lengths = torch.cat([e.response_length for e in experiences])  # [M]
+    width = max(e.action_mask.shape[1] for e in experiences)
+
+    def padded(tensors):
+        widened = [torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in tensors]
+        return torch.cat(widened).to(rewards.device)
+
+    mask = padded([e.action_mask.bool() for e in experiences])
+    return sizes, alg.shape_rewards(rewards, lengths, max_response_length), mask, padded
+
+
 def registry_advantages(experiences, alg, n_samples_per_prompt: int, max_response_length: int):
     """Set rewards (shaped), advantages and returns [B, A] of OpenRLHF experiences in place; returns them.
 
     Groups: OpenRLHF numbers the samples of a rollout batch 0..M-1 in `experience.index`, the n samples
     of a prompt consecutively, so group_ids = index // n.
     """
-    sizes = [len(e.index) for e in experiences]
-    index = torch.tensor([i for e in experiences for i in e.index])  # [M]
-    rewards = torch.cat(
-        [e.rewards.to(torch.promote_types(e.rewards.dtype, torch.float32)) for e in experiences]
-    )
-    lengths = torch.cat([e.response_length for e in experiences])  # [M]
-    width = max(e.action_mask.shape[1] for e in experiences)
-    pad = torch.nn.functional.pad
-    padded = [pad(e.action_mask.bool(), (0, width - e.action_mask.shape[1])) for e in experiences]
-    mask = torch.cat(padded).to(rewards.device)  # [M, width]: the action masks, right-padded to one width
-    group_ids = index // n_samples_per_prompt
-    shaped = alg.shape_rewards(rewards, lengths, max_response_length)  # [M]
+    sizes, shaped, mask, _ = _concatenated(experiences, alg, max_response_length)
+    group_ids = torch.tensor([i for e in experiences for i in e.index]) // n_samples_per_prompt  # [M]
     advantages = alg.advantages(shaped, group_ids, mask=mask)  # [M] or [M, width]
     group_std = ops.group_mean_std(shaped, group_ids)[1]
     for e, reward, advantage, std in zip(
@@ -227,19 +235,8 @@ def registry_critic_advantages(experiences, alg, max_response_length: int):
     """Set rewards (shaped), advantages and returns [B, A] of OpenRLHF experiences from their critic values
     (`experience.values`, [B, A]), with the rollout-side critic metrics in `info`; returns them."""
 
-    sizes = [len(e.index) for e in experiences]
-    rewards = torch.cat(
-        [e.rewards.to(torch.promote_types(e.rewards.dtype, torch.float32)) for e in experiences]
-    )
-    lengths = torch.cat([e.response_length for e in experiences])  # [M]
-    width = max(e.action_mask.shape[1] for e in experiences)
-
-    def padded(tensors):
-        return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in tensors])
-
-    mask = padded([e.action_mask.bool() for e in experiences]).to(rewards.device)  # [M, width]
-    values = padded([e.values.float() for e in experiences]).to(rewards.device)  # [M, width]
-    shaped = alg.shape_rewards(rewards, lengths, max_response_length)  # [M]
+    sizes, shaped, mask, padded = _concatenated(experiences, alg, max_response_length)
+    values = padded([e.values.float() for e in experiences])  # [M, width]
     advantages, returns, batch_metrics = alg.critic_rollout(shaped, values, mask)
     for e, reward, advantage, target in zip(
         experiences, shaped.split(sizes), advantages.split(sizes), returns.split(sizes), strict=True
