@@ -165,6 +165,12 @@ def patch_ppo_actor(module, alg) -> None:
             # the frozen actor's buffer still holds the pretraining rollouts (see the docstring)
             args = self.args
             newest = args.rollout.batch_size * args.rollout.n_samples_per_prompt // data_parallel_size(args)
+            if len(buffer.items) % newest:  # ranks got unequal shares: the newest step is not the last rows
+                raise RuntimeError(
+                    f"{alg.name}: the actor's replay buffer holds {len(buffer.items)} items, not a multiple "
+                    f"of one step's {newest} per rank; value pretraining needs rollout_batch_size x "
+                    f"samples_per_prompt divisible by the data-parallel size"
+                )
             del buffer.items[:-newest]
         self._fipo_bench_micro_batches = math.ceil(len(buffer) / buffer.sample_batch_size)
         try:
