@@ -20,19 +20,13 @@ import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import NamedTuple
 
 from fipo_bench.evals.compare import answers_equal, choice_letter, numbers_equal
 from fipo_bench.evals.extract import answer_parts, extract_answer, normalize_answer
 from fipo_bench.evals.procedural_check import ProceduralGold, check_procedural
+from fipo_bench.evals.result import CheckResult
 from fipo_bench.evals.sandbox import get_pool
-
-Verdict = Literal["correct", "incorrect", "no_answer", "timeout", "error"]
-VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
-Method = Literal["string", "number", "symbolic", "procedural"]
-"""The stage that decided: text or structure, exact numbers, the symbolic worker, or a procedural task's
-own scorer (reasoning-gym, procedural_check)."""
 
 # Longest answer sent to the symbolic stage; the longest MATH-500 gold answer has 159 characters.
 MAX_SYMBOLIC_CHARS = 300
@@ -41,23 +35,6 @@ MAX_SYMBOLIC_CHARS = 300
 # non-ASCII) means the string is not a math answer, and it never reaches sympy.
 _SYMBOLIC_CHARS = re.compile(r"[0-9A-Za-z\\{}()\[\]^_+\-*/.,=<>|!:;& %]+")
 _PLAIN_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """Verdict of one response against one gold answer."""
-
-    verdict: Verdict
-    extracted: str | None
-    """The final answer found in the response (before normalization), None when there is none."""
-    method: Method | None = None
-    """Stage that decided, None when none compared the answers (no answer, filtered out, error)."""
-    score: float | None = None
-    """A procedural task's raw score in [0, 1] (procedural_check); None for math answers."""
-
-    @property
-    def correct(self) -> bool:
-        return self.verdict == "correct"
 
 
 class _Answers(NamedTuple):  # a tuple: cheaper to build than a frozen dataclass, once per response
@@ -138,7 +115,7 @@ def check_answer(response: str, gold: str, timeout: float = 5.0) -> CheckResult:
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     if isinstance(gold, ProceduralGold):
-        return CheckResult(*check_procedural([response], [gold], timeout)[0])
+        return check_procedural([response], [gold], timeout)[0]
     answers = _read_answers(response, gold)
     decided = _fast_verdict(answers)
     return decided if decided is not None else _symbolic_verdict(answers, timeout)
@@ -157,7 +134,7 @@ def check_answers(
     procedural = {i: gold for i, gold in enumerate(golds) if isinstance(gold, ProceduralGold)}
     if procedural:  # graded by their own task's scorer (procedural_check); the rest as math below
         scored = check_procedural([responses[i] for i in procedural], list(procedural.values()), timeout)
-        graded = {i: CheckResult(*result) for i, result in zip(procedural, scored, strict=True)}
+        graded = dict(zip(procedural, scored, strict=True))
         rest = [i for i in range(len(golds)) if i not in graded]
         math_results = check_answers([responses[i] for i in rest], [golds[i] for i in rest], timeout,
                                      workers) if rest else []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fipo_bench.evals.checker import VERDICTS, CheckResult
+from fipo_bench.evals.result import VERDICTS, CheckResult
 from fipo_bench.io import json_safe, read_json, read_jsonl, write_json, write_jsonl
 
 GENERATIONS_FILE = "generations.jsonl"

@@ -12,8 +12,8 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from fipo_bench.evals.checker import VERDICTS
 from fipo_bench.evals.extract import normalize_answer
+from fipo_bench.evals.result import VERDICTS
 
 G_PASS_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The thresholds GPassK and lighteval report."""

@@ -21,9 +21,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 from fipo_bench.evals.extract import answer_line, last_boxed
+from fipo_bench.evals.result import CheckResult
 
 # A worker that cannot import reasoning-gym within this time is broken (not a hard answer).
 STARTUP_TIMEOUT_S = 120.0
@@ -90,39 +91,29 @@ def is_correct(score: float | None) -> bool:
     return score is not None and score == 1.0
 
 
-class ProceduralResult(NamedTuple):
-    """One graded response, in the fields of checker.CheckResult (which wraps it: the checker imports
-    this module, never the reverse)."""
-
-    verdict: Literal["correct", "incorrect", "no_answer", "timeout", "error"]  # checker.Verdict's values
-    extracted: str | None
-    method: Literal["procedural"] | None
-    score: float | None
-
-
 def check_procedural(responses: Sequence[str], golds: Sequence[ProceduralGold],
-                     timeout: float = 5.0) -> list[ProceduralResult]:
+                     timeout: float = 5.0) -> list[CheckResult]:
     """Grade responses against procedural golds with each task's own scorer: `score_answer(answer,
     entry)` of the task's dataset, built with the configuration that generated the problem (some scorers
     read it)."""
     results = []
     for response, gold in zip(responses, golds, strict=True):
         if not isinstance(response, str):
-            results.append(ProceduralResult("error", None, None, None))
+            results.append(CheckResult("error", None, None, None))
             continue
         answer = extract_procedural_answer(response)
         outcome = _scorer().score(gold.task, gold.config, answer, gold.entry, timeout)
         if answer is None:  # scored all the same: some scorers give None partial credit (countdown 0.01)
             score = outcome[1] if outcome[0] == "score" else None
-            results.append(ProceduralResult("no_answer", None, "procedural", score))
+            results.append(CheckResult("no_answer", None, "procedural", score))
         elif outcome[0] == "timeout":
-            results.append(ProceduralResult("timeout", answer, "procedural", None))
+            results.append(CheckResult("timeout", answer, "procedural", None))
         elif outcome[0] == "error":
-            results.append(ProceduralResult("error", answer, "procedural", None))
+            results.append(CheckResult("error", answer, "procedural", None))
         else:
             score = outcome[1]
             verdict = "correct" if is_correct(score) else "incorrect"
-            results.append(ProceduralResult(verdict, answer, "procedural", score))
+            results.append(CheckResult(verdict, answer, "procedural", score))
     return results
 
 

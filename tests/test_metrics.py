@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 
-from fipo_bench.evals.checker import CheckResult
 from fipo_bench.evals.io import generation_row
 from fipo_bench.evals.metrics import (
     G_PASS_TAUS,
@@ -20,6 +19,7 @@ from fipo_bench.evals.metrics import (
     pass_at_k,
     summarize_generations,
 )
+from fipo_bench.evals.result import CheckResult
 
 
 def brute_force_pass_at_k(outcomes: list[bool], k: int) -> float:

@@ -81,9 +81,9 @@ def write_results(root: Path, algos: dict[str, AlgoTruth], seeds: list[int], *,
     own writers (fipo_bench.results, fipo_bench.evals.metrics), for algorithms with known curves. Samples
     answer "1" (the gold) when correct and a wrong number from {"2", "3", "4"} otherwise; runs of one seed
     share their effects' seed component. Each dataset has its own problems and run x problem effects."""
-    from fipo_bench.evals.checker import CheckResult
     from fipo_bench.evals.io import generation_row
     from fipo_bench.evals.metrics import summarize_generations
+    from fipo_bench.evals.result import CheckResult
     from fipo_bench.results import RunDir, run_dir_name
 
     rng = np.random.default_rng(seed)
