@@ -48,7 +48,8 @@ class TaskData:
     curriculum: Callable[[], Any] | None = None
 
 
-def _tiny_recipe(cfg: RunConfig):
+def tiny_recipe(cfg: RunConfig):
+    """The built-in model's recipe of `cfg` (its task included); a ConfigError names a bad field."""
     from fipo_bench.tiny import TinyRecipe
 
     try:
@@ -70,7 +71,7 @@ def prepare_base(cfg: RunConfig, *, progress=None, dry_run: bool = False) -> str
     """The base checkpoint every run of the matrix starts from (the built-in model is trained here
     unless cached; a dry run only checks its recipe)."""
     if cfg.model is None:
-        recipe = _tiny_recipe(cfg)
+        recipe = tiny_recipe(cfg)
         if dry_run:
             return f"<built-in tiny base checkpoint, recipe {recipe.hash()}: trained or reused at launch>"
         from fipo_bench.tiny import ensure_base_checkpoint

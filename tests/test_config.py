@@ -195,15 +195,15 @@ def test_dataset_without_a_model_is_refused_not_ignored():
 
 
 def test_tiny_presets_chain_default_sums_kept_and_study_over_seeds():
-    from fipo_bench.tasks import _tiny_recipe
+    from fipo_bench.tasks import tiny_recipe
 
     tiny, sums, study = build_config("tiny"), build_config("tiny-sums"), build_config("tiny-study")
     assert BUILTIN_PRESET == "tiny" and tiny.tiny_task["name"] == "chain"
     # Issue 20: >= 4 updates per rollout batch, so clipping and FIPO's weights act.
     assert tiny.rollout_batch_size // tiny.mini_batch_size >= 4
     # The sums preset trains the checkpoint it trained before tasks had names (the tests' cached models).
-    assert _tiny_recipe(sums).hash() == "6a61e728cdb02074"
-    assert type(_tiny_recipe(tiny).task).__name__ == "ChainTask"
+    assert tiny_recipe(sums).hash() == "6a61e728cdb02074"
+    assert type(tiny_recipe(tiny).task).__name__ == "ChainTask"
     assert len(study.seeds) >= 6
     differ = {k for k, v in study.to_dict().items() if tiny.to_dict()[k] != v}
     assert differ == {"seeds", "preset"}

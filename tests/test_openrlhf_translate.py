@@ -283,7 +283,7 @@ def test_driver_stops_at_once_when_the_cluster_lacks_gpus(tmp_path):
         (["dapo.overlong_buffer=-1"], "overlong_buffer: expected None or a positive number"),
         (["dapo.no_such_field=1"], "no_such_field"),
         (["max_prompt_length=250"], "exceeds the model's 256 positions"),
-        (["tiny_recipe.no_such_field=1"], "config field 'tiny_task' / 'tiny_recipe'"),
+        (["tiny_recipe.no_such_field=1"], "config field 'tiny_recipe'"),
     ],
 )
 def test_dry_run_makes_the_real_runs_checks_and_reports_one_error_line(sets, expected, tmp_path):

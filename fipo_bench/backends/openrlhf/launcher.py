@@ -71,23 +71,10 @@ class Job:
 def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
     """Prompts and evaluation sets; the built-in model is trained only for a real launch. A dry run makes
     the same checks of the task, model directory and dataset as a real launch, short of loading a model."""
-    from fipo_bench.tasks import load_task, prepare_base
+    from fipo_bench.tasks import load_task, prepare_base, tiny_recipe
 
-    if config.model is None:
-        from fipo_bench.tiny import TinyRecipe, task_from_config
-
-        try:
-            recipe = TinyRecipe(task=task_from_config(config.tiny_task), **config.tiny_recipe)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"config field 'tiny_task' / 'tiny_recipe': {e}") from None
-        max_positions = recipe.max_length
-    else:
-        max_positions = _max_positions(config.model)
-    if config.model is None and dry_run:
-        task = recipe.task
-        train = task.train_problems(config.num_train_problems or 100_000)
-        model, tests, prompt_text = TINY_PLACEHOLDER, task.test_problems[: config.eval_limit or None], str
-    elif dry_run:  # no tokenizer (it may need the network): rows before the max_prompt_length filter
+    max_positions = tiny_recipe(config).max_length if config.model is None else _max_positions(config.model)
+    if dry_run and config.model is not None:  # no tokenizer (it may need the network): unfiltered rows
         from fipo_bench.evals import load_dataset
 
         try:
@@ -98,10 +85,10 @@ def training_data(config, root: Path, *, dry_run: bool) -> TrainingData:
                 f"offline: --dataset FILE)"
             ) from None
         model, tests, prompt_text = config.model, [], str
-    else:
-        base, task = prepare_base(config), load_task(config)
-        model, train, prompt_text = str(base), task.train, task.prompt_text
-        tests = task.evals.get("tiny", [])
+    else:  # the built-in task needs no model to list its problems, so a dry run builds it too
+        model = TINY_PLACEHOLDER if dry_run else str(prepare_base(config))
+        task = load_task(config)
+        train, prompt_text, tests = task.train, task.prompt_text, task.evals.get("tiny", [])
     rows = [{"prompt": prompt_text(p.problem), "answer": p.answer} for p in train]
     if config.model is None:
         tiny_file = root / "openrlhf" / "eval-tiny.jsonl"
