@@ -134,9 +134,12 @@ class _Scorer:
         to_read, to_write = os.pipe()
         from_read, from_write = os.pipe()
         entry = "from fipo_bench.evals.procedural_check import worker_entry; worker_entry()"
+        # As the symbolic sandbox's workers: what a scorer prints goes nowhere (not into the progress bar),
+        # and one BLAS thread, whose reservations would otherwise count against the memory limit.
         process = subprocess.Popen([sys.executable, "-c", entry, str(to_read), str(from_write)],
                                    pass_fds=(to_read, from_write), stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
         os.close(to_read)
         os.close(from_write)
         self._process = process
